@@ -1,0 +1,126 @@
+"""Settings from `LOGSTREAM_*` environment variables, read only when asked for (never at import)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from logstream.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+ENV_PREFIX = "LOGSTREAM_"
+# Variables with the prefix that are read elsewhere (tests, tools), not by Settings.
+_FOREIGN_PREFIXES = ("LOGSTREAM_TEST_", "LOGSTREAM_BENCH_")
+
+
+class Settings(BaseSettings):
+    """Every knob of logstream; each field `x` is set by the variable `LOGSTREAM_X`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    # Kafka connection
+    bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: str | None = None
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: str | None = None
+    kafka_extra: dict[str, str] = Field(
+        default_factory=dict,
+        description="More librdkafka properties as a JSON object, passed through unchanged.",
+    )
+
+    # Local broker (`logstream broker ...`)
+    data_dir: Path = Path(".logstream")
+    kafka_version: str = "4.1.1"
+    kafka_cache_dir: Path = Path.home() / ".cache" / "logstream" / "kafka"
+    broker_port: int = 9092
+    controller_port: int = 9093
+    broker_heap: str = "512m"
+
+    # Topics
+    topic_partitions: int = Field(default=6, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+    schema_dir: Path | None = None
+
+    # View stores: None means one SQLite file per view under data_dir/views.
+    store_url: str | None = None
+
+    # Ingest API
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = 8000
+    ingest_workers: int = Field(default=1, ge=1)
+    ingest_max_batch_events: int = Field(default=10_000, ge=1)
+    ingest_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    ingest_ack_timeout_s: float = Field(default=5.0, gt=0)
+    ingest_max_future_ms: int = Field(default=60 * 60 * 1000, ge=0)
+    ingest_queue_max_messages: int = Field(default=200_000, ge=1)
+
+    # Consumer runtime
+    consume_batch_size: int = Field(default=5_000, ge=1)
+    flush_interval_s: float = Field(default=1.0, gt=0)
+    flush_max_keys: int = Field(default=100_000, ge=1)
+    read_wait_max_s: float = Field(default=10.0, ge=0)
+
+    @property
+    def resolved_schema_dir(self) -> Path:
+        """The `.avsc` folder: the setting, else the repo's, else the copy inside the wheel."""
+        if self.schema_dir is not None:
+            return self.schema_dir
+        package_dir = Path(__file__).resolve().parent
+        for candidate in (package_dir.parent / "avro_schemas", package_dir / "_avro_schemas"):
+            if candidate.is_dir():
+                return candidate
+        raise ConfigError("no avro_schemas folder found: set LOGSTREAM_SCHEMA_DIR")
+
+    def kafka_common(self) -> dict[str, Any]:
+        """librdkafka properties shared by producers, consumers and admin clients."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        optional = {
+            "security.protocol": self.kafka_security_protocol,
+            "sasl.mechanism": self.kafka_sasl_mechanism,
+            "sasl.username": self.kafka_sasl_username,
+            "sasl.password": (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            ),
+            "ssl.ca.location": self.kafka_ssl_ca_location,
+        }
+        conf.update({k: v for k, v in optional.items() if v is not None})
+        conf.update(self.kafka_extra)
+        return conf
+
+
+def _unknown_variables(environ: dict[str, str]) -> list[str]:
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    return sorted(
+        key
+        for key in environ
+        if key.startswith(ENV_PREFIX)
+        and key not in known
+        and not key.startswith(_FOREIGN_PREFIXES)
+    )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment plus overrides; a typo'd variable is an error."""
+    unknown = _unknown_variables(dict(os.environ))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}: see README, Configuration")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"setting {ENV_PREFIX}{field.upper()}: {first['msg']}") from exc
+
+
+@lru_cache(maxsize=1)
+def cached_settings() -> Settings:
+    """Process-wide settings for entry points (CLI, app factory); tests build their own."""
+    return load_settings()
