@@ -1,0 +1,188 @@
+"""Assemble a pinned Apache Kafka runtime from Maven Central with `mvn`, once per version.
+
+Why Maven: machines without Docker or web access still reach Maven Central, and the jars
+there are the same ones the official distribution ships. The result is a cache directory
+(`<cache>/<version>/libs/*.jar`) shared by every project on the machine.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from logstream.errors import BrokerError
+
+__all__ = ["KafkaRuntime", "ensure_kafka_runtime", "require_tool"]
+
+# log4j is not pulled in by kafka_2.13's POM; Kafka 4.0-4.2 log through SLF4J 1.x.
+LOG4J_VERSION = "2.24.3"
+DEPENDENCY_PLUGIN_VERSION = "3.8.1"  # pinned: an unpinned one resolves an ancient 2.x
+
+_POM_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>dev.logstream</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>{kafka}</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
+      <version>{kafka}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId>
+      <version>{kafka}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId><artifactId>log4j-api</artifactId>
+      <version>{log4j}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId>
+      <version>{log4j}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
+      <version>{log4j}</version>
+    </dependency>
+  </dependencies>
+  <build>
+    <plugins>
+      <plugin>
+        <groupId>org.apache.maven.plugins</groupId>
+        <artifactId>maven-dependency-plugin</artifactId>
+        <version>{plugin}</version>
+      </plugin>
+    </plugins>
+  </build>
+</project>
+"""
+
+_LOG4J2_PROPERTIES = """status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRefs = stdout
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.apache.name = org.apache.kafka
+logger.apache.level = WARN
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+"""
+
+
+class KafkaRuntime:
+    """An assembled Kafka: a classpath and a logging configuration."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.libs = home / "libs"
+        self.log4j_config = home / "log4j2.properties"
+
+    @property
+    def classpath(self) -> str:
+        return str(self.libs / "*")
+
+    def java_command(self, main_class: str, *args: str, heap: str = "256m") -> list[str]:
+        """A `java` command line that runs one of Kafka's main classes."""
+        return [
+            require_tool("java", "install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)"),
+            f"-Xmx{heap}",
+            f"-Xms{min_heap(heap)}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.log4j_config}",
+            "-cp",
+            self.classpath,
+            main_class,
+            *args,
+        ]
+
+
+def min_heap(heap: str) -> str:
+    """Start the heap small: two cores and a laptop's memory are the common case."""
+    return "128m" if heap.endswith(("m", "g")) else heap
+
+
+def require_tool(name: str, how_to_install: str) -> str:
+    """The full path of a command, or a one-line error that says how to get it."""
+    path = shutil.which(name)
+    if path is None:
+        raise BrokerError(f"`{name}` not found on PATH: {how_to_install}")
+    return path
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Serialise assembly across processes (parallel test runs share the cache)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_kafka_runtime(version: str, cache_dir: Path, *, quiet: bool = True) -> KafkaRuntime:
+    """Return the cached runtime for `version`, fetching it with `mvn` on first use."""
+    home = cache_dir.expanduser().resolve() / version
+    runtime = KafkaRuntime(home)
+    marker = home / ".complete"
+    if marker.exists():
+        return runtime
+    with _exclusive(cache_dir.expanduser() / f".{version}.lock"):
+        if marker.exists():
+            return runtime
+        _fetch(version, home, quiet=quiet)
+        runtime.log4j_config.write_text(_LOG4J2_PROPERTIES)
+        marker.write_text(version + "\n")
+    return runtime
+
+
+def _fetch(version: str, home: Path, *, quiet: bool) -> None:
+    require_tool("java", "install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)")
+    mvn = require_tool("mvn", "install Apache Maven (Debian: apt-get install maven)")
+    home.mkdir(parents=True, exist_ok=True)
+    libs = home / "libs"
+    if libs.exists():
+        shutil.rmtree(libs)
+    pom = home / "pom.xml"
+    pom.write_text(
+        _POM_TEMPLATE.format(kafka=version, log4j=LOG4J_VERSION, plugin=DEPENDENCY_PLUGIN_VERSION)
+    )
+    log_path = home / "mvn.log"
+    command = [
+        mvn,
+        "-B",
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={libs}",
+        "-DincludeScope=runtime",
+    ]
+    if quiet:
+        command.insert(2, "-q")
+    with log_path.open("w") as log:
+        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0 or not any(libs.glob("kafka_2.13-*.jar")):
+        tail = _last_error_line(log_path)
+        raise BrokerError(
+            f"could not fetch Apache Kafka {version} with mvn ({tail}); "
+            f"check network access to Maven Central, full log: {log_path}"
+        )
+
+
+def _last_error_line(log_path: Path) -> str:
+    lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines()]
+    errors = [line for line in lines if "ERROR" in line]
+    return (errors[0] if errors else (lines[-1] if lines else "no output"))[:300]

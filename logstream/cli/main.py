@@ -1,0 +1,42 @@
+"""The `logstream` command. Exit codes: 0 ok, 1 error (one line on stderr), 2 usage,
+3 not running / not ready (status checks), 4 refused (backfill while the group is active)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from logstream.cli import broker, topics
+from logstream.errors import LogstreamError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="logstream: an event log on Apache Kafka with replayable, exactly-once views.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(broker.app, name="broker")
+app.add_typer(topics.app, name="topics")
+
+
+def _register_optional() -> None:
+    """Sub-commands whose modules may import heavier dependencies."""
+    from logstream.cli import schemas
+
+    app.add_typer(schemas.app, name="schemas")
+
+
+_register_optional()
+
+
+def main() -> None:
+    try:
+        app()
+    except LogstreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,48 @@
+"""The only place that builds librdkafka configuration dicts (see STYLE.md: thin wrappers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from logstream.settings import Settings
+
+__all__ = ["admin_config", "consumer_config", "producer_config"]
+
+
+def admin_config(settings: Settings) -> dict[str, Any]:
+    return settings.kafka_common()
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """Durable by default: a delivery report means every in-sync replica has the event."""
+    conf = settings.kafka_common()
+    conf.update(
+        {
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": settings.ingest_queue_max_messages,
+        }
+    )
+    conf.update(overrides)
+    return conf
+
+
+def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
+    """Offsets are ours to manage: no auto commit, no auto store, start from earliest."""
+    conf = settings.kafka_common()
+    conf.update(
+        {
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": False,
+            "isolation.level": "read_committed",
+            "fetch.min.bytes": 1,
+            "queued.max.messages.kbytes": 65536,
+        }
+    )
+    conf.update(overrides)
+    return conf
