@@ -21,16 +21,6 @@ app.add_typer(broker.app, name="broker")
 app.add_typer(topics.app, name="topics")
 
 
-def _register_optional() -> None:
-    """Sub-commands whose modules may import heavier dependencies."""
-    from logstream.cli import schemas
-
-    app.add_typer(schemas.app, name="schemas")
-
-
-_register_optional()
-
-
 def main() -> None:
     try:
         app()

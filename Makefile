@@ -1,0 +1,57 @@
+# logstream — two commands for a new user: `make up` (whole stack, embedded defaults) and
+# `make test` (unit + integration tests against a real broker).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: up down status test test-unit lint format bench-ingest bench-views bench-replay clean help
+
+help:
+	@echo "make up      start broker, topics, ingest API and view consumers (background)"
+	@echo "make down    stop all of it"
+	@echo "make status  what runs where"
+	@echo "make test    unit and integration tests against a real Kafka broker"
+	@echo "make lint    ruff + mypy"
+	@echo "make bench-ingest | bench-views | bench-replay   benchmarks (see README)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(STAMP)
+
+up: $(STAMP)
+	$(BIN)/logstream stack up
+
+down: $(STAMP)
+	$(BIN)/logstream stack down
+
+status: $(STAMP)
+	$(BIN)/logstream stack status
+
+test: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider tests
+
+test-unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check logstream ingest_api consumers tests benchmarks
+	$(BIN)/mypy logstream ingest_api consumers
+
+format: $(STAMP)
+	$(BIN)/ruff format logstream ingest_api consumers tests benchmarks
+
+bench-ingest: $(STAMP)
+	$(BIN)/python benchmarks/ingest.py
+
+bench-views: $(STAMP)
+	$(BIN)/python benchmarks/views.py
+
+bench-replay: $(STAMP)
+	$(BIN)/python benchmarks/replay.py
+
+clean: down
+	rm -rf .logstream

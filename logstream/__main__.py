@@ -1,0 +1,5 @@
+"""`python -m logstream` is the `logstream` command."""
+
+from logstream.cli.main import main
+
+main()
