@@ -101,9 +101,7 @@ def _unknown_variables(environ: dict[str, str]) -> list[str]:
     return sorted(
         key
         for key in environ
-        if key.startswith(ENV_PREFIX)
-        and key not in known
-        and not key.startswith(_FOREIGN_PREFIXES)
+        if key.startswith(ENV_PREFIX) and key not in known and not key.startswith(_FOREIGN_PREFIXES)
     )
 
 

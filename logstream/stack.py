@@ -59,13 +59,16 @@ def service_states(data_dir: Path) -> list[ServiceState]:
         pid = _pid_of(pid_file)
         name = pid_file.stem
         states.append(
-            ServiceState(name, pid, pid is not None and _alive(pid), data_dir / "logs" / f"{name}.log")
+            ServiceState(
+                name, pid, pid is not None and _alive(pid), data_dir / "logs" / f"{name}.log"
+            )
         )
     return states
 
 
-def start_services(specs: list[ServiceSpec], data_dir: Path, env: dict[str, str] | None = None
-                   ) -> list[ServiceState]:
+def start_services(
+    specs: list[ServiceSpec], data_dir: Path, env: dict[str, str] | None = None
+) -> list[ServiceState]:
     """Start each service not already running; returns the state of each."""
     run_dir, log_dir = data_dir / "run", data_dir / "logs"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -78,8 +81,12 @@ def start_services(specs: list[ServiceSpec], data_dir: Path, env: dict[str, str]
         if pid is None or not _alive(pid):
             with log.open("ab") as handle:
                 process = subprocess.Popen(
-                    spec.argv, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    start_new_session=True, env={**os.environ, **(env or {})},
+                    spec.argv,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    env={**os.environ, **(env or {})},
                 )
             pid = process.pid
             pid_file.write_text(f"{pid}\n")

@@ -21,8 +21,11 @@ def dlq_topic(topic: str) -> str:
 
 
 def event_topic_specs(
-    settings: Settings, topics: list[str], *, partitions: int | None = None,
-    replication_factor: int | None = None
+    settings: Settings,
+    topics: list[str],
+    *,
+    partitions: int | None = None,
+    replication_factor: int | None = None,
 ) -> list[TopicSpec]:
     """Specs for each event topic and its DLQ (the DLQ keeps one partition per event partition)."""
     parts = partitions or settings.topic_partitions

@@ -95,7 +95,10 @@ class KafkaRuntime:
     def java_command(self, main_class: str, *args: str, heap: str = "256m") -> list[str]:
         """A `java` command line that runs one of Kafka's main classes."""
         return [
-            require_tool("java", "install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)"),
+            require_tool(
+                "java",
+                "install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)",
+            ),
             f"-Xmx{heap}",
             f"-Xms{min_heap(heap)}",
             "-XX:+UseG1GC",
@@ -150,7 +153,9 @@ def ensure_kafka_runtime(version: str, cache_dir: Path, *, quiet: bool = True) -
 
 
 def _fetch(version: str, home: Path, *, quiet: bool) -> None:
-    require_tool("java", "install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)")
+    require_tool(
+        "java", "install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)"
+    )
     mvn = require_tool("mvn", "install Apache Maven (Debian: apt-get install maven)")
     home.mkdir(parents=True, exist_ok=True)
     libs = home / "libs"

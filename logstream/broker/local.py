@@ -241,7 +241,12 @@ class LocalCluster:
         if (node_dir / "data" / "meta.properties").exists():
             return
         command = self.runtime.java_command(
-            "kafka.tools.StorageTool", "format", "-t", self._cluster_id(), "-c", str(props),
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            self._cluster_id(),
+            "-c",
+            str(props),
             "--ignore-formatted",
         )
         result = subprocess.run(command, capture_output=True, text=True, check=False)

@@ -25,7 +25,9 @@ DataOpt = Annotated[Path | None, typer.Option("--data-dir", help="state folder [
 
 
 def cluster_from_options(
-    nodes: int = 1, port: int | None = None, controller_port: int | None = None,
+    nodes: int = 1,
+    port: int | None = None,
+    controller_port: int | None = None,
     data_dir: Path | None = None,
 ) -> LocalCluster:
     settings = load_settings()
@@ -42,7 +44,9 @@ def cluster_from_options(
 
 @app.command()
 def start(
-    nodes: NodesOpt = 1, port: PortOpt = None, controller_port: CtlPortOpt = None,
+    nodes: NodesOpt = 1,
+    port: PortOpt = None,
+    controller_port: CtlPortOpt = None,
     data_dir: DataOpt = None,
 ) -> None:
     """Start the broker (a no-op when it already runs) and wait until it is ready."""

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from logstream.cli import broker, topics
+from logstream.cli import broker, consume, schemas, topics
 from logstream.errors import LogstreamError
 
 __all__ = ["app", "main"]
@@ -19,6 +19,9 @@ app = typer.Typer(
 )
 app.add_typer(broker.app, name="broker")
 app.add_typer(topics.app, name="topics")
+app.add_typer(schemas.app, name="schemas")
+app.command()(consume.consume)
+app.command()(consume.views)
 
 
 def main() -> None:

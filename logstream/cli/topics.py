@@ -27,7 +27,9 @@ def create(
     settings = load_settings()
     catalogue = SchemaCatalogue.load(settings.resolved_schema_dir)
     specs = event_topic_specs(
-        settings, sorted(catalogue.topics()), partitions=partitions,
+        settings,
+        sorted(catalogue.topics()),
+        partitions=partitions,
         replication_factor=replication_factor,
     )
     outcome = create_topics(make_admin(settings), specs)

@@ -36,8 +36,12 @@ def create_topics(
         return {}
     futures = admin.create_topics(
         [
-            NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication_factor,
-                     config=s.config)
+            NewTopic(
+                s.name,
+                num_partitions=s.partitions,
+                replication_factor=s.replication_factor,
+                config=s.config,
+            )
             for s in specs
         ],
         operation_timeout=timeout_s,

@@ -46,7 +46,10 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     runtime = ensure_kafka_runtime(settings.kafka_version, settings.kafka_cache_dir)
     port = free_port_pair()
     cluster = LocalCluster(
-        runtime, tmp_path_factory.mktemp("broker"), port=port, controller_port=port + 1,
+        runtime,
+        tmp_path_factory.mktemp("broker"),
+        port=port,
+        controller_port=port + 1,
         heap="768m",
     )
     cluster.start()
@@ -74,8 +77,9 @@ def make_topic(admin: AdminClient, unique_name):
 
     def make(partitions: int = 6, prefix: str = "topic") -> str:
         name = unique_name(prefix)
-        futures = admin.create_topics([NewTopic(name, num_partitions=partitions,
-                                                replication_factor=1)])
+        futures = admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1)]
+        )
         futures[name].result(timeout=30)
         created.append(name)
         return name

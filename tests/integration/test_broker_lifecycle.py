@@ -15,12 +15,17 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from tests.conftest import free_port_block, free_port_pair
 
 
-def run_cli(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 180
-            ) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env_extra: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run(
-        [sys.executable, "-m", "logstream", *args], capture_output=True, text=True,
-        timeout=timeout, env=env, check=False,
+        [sys.executable, "-m", "logstream", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
     )
 
 
@@ -36,8 +41,9 @@ def process_running(pid: int) -> bool:
 def test_start_status_start_again_stop_status(tmp_path: Path):
     port = free_port_pair()
     where = ["--data-dir", str(tmp_path)]
-    started = run_cli("broker", "start", "--port", str(port), "--controller-port",
-                      str(port + 1), *where)
+    started = run_cli(
+        "broker", "start", "--port", str(port), "--controller-port", str(port + 1), *where
+    )
     assert started.returncode == 0, started.stderr
     assert f"127.0.0.1:{port}" in started.stdout
     try:
@@ -46,8 +52,9 @@ def test_start_status_start_again_stop_status(tmp_path: Path):
         assert "running" in status.stdout and "listening" in status.stdout
         pid = int(status.stdout.split(" pid ")[1].split(",")[0])
 
-        again = run_cli("broker", "start", "--port", str(port), "--controller-port",
-                        str(port + 1), *where)
+        again = run_cli(
+            "broker", "start", "--port", str(port), "--controller-port", str(port + 1), *where
+        )
         assert again.returncode == 0
         assert "already running" in again.stdout
         assert f"pid {pid}" in run_cli("broker", "status", *where).stdout  # same process
@@ -66,8 +73,16 @@ def test_port_taken_gives_one_clear_line(tmp_path: Path):
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
-        result = run_cli("broker", "start", "--port", str(port), "--controller-port",
-                         str(port + 1), "--data-dir", str(tmp_path))
+        result = run_cli(
+            "broker",
+            "start",
+            "--port",
+            str(port),
+            "--controller-port",
+            str(port + 1),
+            "--data-dir",
+            str(tmp_path),
+        )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -78,7 +93,8 @@ def test_port_taken_gives_one_clear_line(tmp_path: Path):
 def test_missing_maven_gives_one_clear_line(tmp_path: Path):
     java_dir = str(Path(sys.executable).parent)
     result = run_cli(
-        "broker", "status",
+        "broker",
+        "status",
         env_extra={"PATH": java_dir, "LOGSTREAM_KAFKA_CACHE_DIR": str(tmp_path / "empty-cache")},
     )
     assert result.returncode == 1
@@ -90,8 +106,17 @@ def test_missing_maven_gives_one_clear_line(tmp_path: Path):
 def test_three_node_cluster_survives_one_node_down(tmp_path: Path, unique_name):
     base = free_port_block(6)
     where = ["--data-dir", str(tmp_path)]
-    started = run_cli("broker", "start", "--nodes", "3", "--port", str(base),
-                      "--controller-port", str(base + 1), *where)
+    started = run_cli(
+        "broker",
+        "start",
+        "--nodes",
+        "3",
+        "--port",
+        str(base),
+        "--controller-port",
+        str(base + 1),
+        *where,
+    )
     assert started.returncode == 0, started.stderr
     bootstrap = started.stdout.split("bootstrap servers ")[1].split(" ")[0]
     assert len(bootstrap.split(",")) == 3
@@ -104,12 +129,21 @@ def test_three_node_cluster_survives_one_node_down(tmp_path: Path, unique_name):
         stopped = run_cli("broker", "stop", "--node", "2", *where)
         assert stopped.returncode == 0 and "stopped 1" in stopped.stdout
 
-        producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
-                             "enable.idempotence": True, "message.timeout.ms": 60000})
+        producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "acks": "all",
+                "enable.idempotence": True,
+                "message.timeout.ms": 60000,
+            }
+        )
         delivered, failed = [], []
         for i in range(300):
-            producer.produce(topic, value=str(i).encode(),
-                             on_delivery=lambda e, m: (failed if e else delivered).append(e or m))
+            producer.produce(
+                topic,
+                value=str(i).encode(),
+                on_delivery=lambda e, m: (failed if e else delivered).append(e or m),
+            )
         assert producer.flush(90) == 0
         assert failed == []
         assert len(delivered) == 300

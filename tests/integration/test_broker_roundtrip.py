@@ -10,11 +10,18 @@ from confluent_kafka import Consumer, Producer
 MESSAGES = 10_000
 
 
-def test_ten_thousand_messages_round_trip_in_order_per_partition(kafka_bootstrap, make_topic,
-                                                                 unique_name):
+def test_ten_thousand_messages_round_trip_in_order_per_partition(
+    kafka_bootstrap, make_topic, unique_name
+):
     topic = make_topic(partitions=6)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all",
-                         "enable.idempotence": True, "linger.ms": 5})
+    producer = Producer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+        }
+    )
     sent: dict[int, list[bytes]] = defaultdict(list)
     errors: list[str] = []
 
@@ -25,14 +32,21 @@ def test_ten_thousand_messages_round_trip_in_order_per_partition(kafka_bootstrap
             sent[msg.partition()].append(msg.value())
 
     for i in range(MESSAGES):
-        producer.produce(topic, key=f"k{i % 97}".encode(), value=f"v{i}".encode(),
-                         on_delivery=on_delivery)
+        producer.produce(
+            topic, key=f"k{i % 97}".encode(), value=f"v{i}".encode(), on_delivery=on_delivery
+        )
         producer.poll(0)
     assert producer.flush(30) == 0
     assert errors == []
 
-    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": unique_name("g"),
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": unique_name("g"),
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([topic])
     received: dict[int, list[bytes]] = defaultdict(list)
     offsets: dict[int, list[int]] = defaultdict(list)

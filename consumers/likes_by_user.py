@@ -1,0 +1,20 @@
+"""likes-by-user: likes per user with first and last event time, in hourly buckets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from logstream.view import HOUR_MS, View
+
+__all__ = ["LikesByUser"]
+
+
+class LikesByUser(View):
+    name = "likes-by-user"
+    topics = ("likes",)
+    bucket_ms = HOUR_MS
+    totals_series = frozenset({"user"})
+
+    def keys(self, event: Mapping[str, Any], event_ms: int) -> list[tuple[str, str, int]]:
+        return [("user", event["user_id"], event_ms - event_ms % HOUR_MS)]

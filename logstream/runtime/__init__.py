@@ -1,0 +1,5 @@
+"""The consumer runtime: one loop that builds any view exactly once."""
+
+from logstream.runtime.runner import RunResult, ViewRunner
+
+__all__ = ["RunResult", "ViewRunner"]

@@ -1,0 +1,62 @@
+"""Dead letters: messages a view cannot decode or apply go to `<topic>.dlq`, with headers
+naming the error, the view and the origin, so processing continues and nothing is lost."""
+
+from __future__ import annotations
+
+from confluent_kafka import Message, Producer
+
+from logstream.errors import LogstreamError
+from logstream.kafka.config import producer_config
+from logstream.settings import Settings
+from logstream.topics import dlq_topic
+
+__all__ = ["DeadLetters"]
+
+
+class DeadLetters:
+    """A lazily created, durable (acks=all) producer for dead letters."""
+
+    def __init__(self, settings: Settings, view_name: str) -> None:
+        self._settings = settings
+        self._view = view_name
+        self._producer: Producer | None = None
+        self._failures: list[str] = []
+
+    def send(self, msg: Message, error: Exception) -> None:
+        if self._producer is None:
+            self._producer = Producer(producer_config(self._settings, **{"linger.ms": 0}))
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        headers = [
+            ("logstream.error", f"{type(error).__name__}: {error}"[:1000].encode()),
+            ("logstream.error.class", type(error).__name__.encode()),
+            ("logstream.view", self._view.encode()),
+            ("logstream.origin.topic", str(topic).encode()),
+            ("logstream.origin.partition", str(partition).encode()),
+            ("logstream.origin.offset", str(offset).encode()),
+            ("logstream.origin.timestamp", str(msg.timestamp()[1]).encode()),
+        ]
+        self._producer.produce(
+            dlq_topic(str(topic)),
+            value=msg.value(),
+            key=msg.key(),
+            headers=headers,
+            timestamp=msg.timestamp()[1] or 0,
+            on_delivery=self._on_delivery,
+        )
+        self._producer.poll(0)
+
+    def _on_delivery(self, err: object, _msg: object) -> None:
+        if err is not None:
+            self._failures.append(str(err))
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Block until every dead letter is acknowledged; offsets may only move after that."""
+        if self._producer is None:
+            return
+        remaining = self._producer.flush(timeout_s)
+        if remaining or self._failures:
+            failures, self._failures = self._failures, []
+            raise LogstreamError(
+                f"could not write {remaining or len(failures)} dead letter(s): "
+                f"{failures[:1] or 'timeout'}; is the .dlq topic created (logstream topics create)?"
+            )

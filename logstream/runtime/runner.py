@@ -1,0 +1,289 @@
+"""The one consume loop every view runs on.
+
+Commit step, in order (see STYLE.md, quixstreams' Checkpoint.commit):
+  1. flush dead letters (acks=all) so nothing skipped is lost;
+  2. in ONE store transaction, add the batch's aggregated counter deltas and record each
+     partition's next offset, fenced on the offset the batch started from;
+  3. commit the same offsets to Kafka, for lag tools only: the store is authoritative and a
+     failure here is logged, not fatal.
+On assignment the runtime seeks to the offsets stored in the view store (earliest when none),
+so a crash at any instant, a restart or a rebalance never loses or doubles a count.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from logstream.codec import Codec
+from logstream.errors import LogstreamError, StaleOffsetError
+from logstream.kafka.config import consumer_config
+from logstream.runtime.dlq import DeadLetters
+from logstream.runtime.pending import PendingBatch
+from logstream.settings import Settings
+from logstream.stores.base import Position, ViewStore
+from logstream.view import View
+
+__all__ = ["RunResult", "ViewRunner"]
+
+log = logging.getLogger("logstream.runtime")
+
+TP = tuple[str, int]
+
+
+@dataclass
+class RunResult:
+    events_applied: int = 0
+    events_skipped: int = 0
+    dead_letters: int = 0
+    flushes: int = 0
+    fenced: int = 0
+    caught_up: bool = False
+    targets: dict[TP, int] = field(default_factory=dict)
+
+
+class ViewRunner:
+    """Consume a view's topics as consumer group `group_id` and keep its store exact."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        view: View,
+        store: ViewStore,
+        codec: Codec,
+        *,
+        group_id: str | None = None,
+        until_caught_up: bool = False,
+        on_progress: Callable[[int], None] | None = None,
+        consumer_overrides: dict[str, object] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.view = view
+        self.store = store
+        self.codec = codec
+        self.group_id = group_id or view.name
+        self.until_caught_up = until_caught_up
+        self.on_progress = on_progress
+        self._overrides = consumer_overrides or {}
+        self._stopping = False
+        self._pending = PendingBatch()
+        self._guards: dict[TP, Position] = {}
+        self._assigned: set[TP] = set()
+        self._assignment_seen = False
+        self._dead_letters = DeadLetters(settings, view.name)
+        self._last_flush = time.monotonic()
+        self.result = RunResult()
+        self._consumer: Consumer | None = None
+
+    def stop(self) -> None:
+        """Ask the loop to finish its batch, flush and close (safe from a signal handler)."""
+        self._stopping = True
+
+    # ----- rebalance callbacks -------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        stored = self.store.positions()
+        self._guards.clear()
+        tracked: dict[TP, Position | None] = {}
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            position = stored.get(key)
+            tp.offset = position.next_offset if position else OFFSET_BEGINNING
+            tracked[key] = position
+            if position is not None and position.guard_offset is not None:
+                self._guards[key] = position
+        self._pending.track(tracked)
+        self._assigned = set(tracked)
+        self._assignment_seen = True
+        consumer.assign(partitions)
+        log.info("%s: assigned %s", self.group_id, sorted(tracked))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._flush(consumer)
+        self._pending.forget([(tp.topic, tp.partition) for tp in partitions])
+        self._assigned.clear()
+        consumer.unassign()
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning("%s: partitions lost; dropping the unflushed batch", self.group_id)
+        self._pending.clear()
+        self._pending.forget([(tp.topic, tp.partition) for tp in partitions])
+        self._assigned.clear()
+        consumer.unassign()
+
+    # ----- the loop ------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        conf = consumer_config(self.settings, self.group_id, **self._overrides)
+        consumer = Consumer(conf)
+        self._consumer = consumer
+        try:
+            if self.until_caught_up:
+                self.result.targets = self._end_offsets(consumer)
+            consumer.subscribe(
+                list(self.view.topics),
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+            self._loop(consumer)
+            self._flush(consumer)
+        finally:
+            consumer.close()
+            self._consumer = None
+        return self.result
+
+    def _end_offsets(self, consumer: Consumer) -> dict[TP, int]:
+        """Each partition's end offset at start: `--until-caught-up` stops there."""
+        targets: dict[TP, int] = {}
+        metadata = consumer.list_topics(timeout=10)
+        for topic in self.view.topics:
+            info = metadata.topics.get(topic)
+            if info is None or info.error is not None:
+                raise LogstreamError(
+                    f"topic {topic!r} not found: create it first (logstream topics create)"
+                )
+            for partition in info.partitions:
+                _low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=10, cached=False
+                )
+                targets[(topic, partition)] = high
+        return targets
+
+    def _loop(self, consumer: Consumer) -> None:
+        batch_size = self.settings.consume_batch_size
+        max_keys = self.settings.flush_max_keys
+        interval = self.settings.flush_interval_s
+        while not self._stopping:
+            messages = consumer.consume(num_messages=batch_size, timeout=0.5)
+            if messages:
+                self._apply(messages)
+            pending = self._pending
+            if pending.dirty and (
+                len(pending.counters) >= max_keys or time.monotonic() - self._last_flush >= interval
+            ):
+                self._flush(consumer)
+            if self.until_caught_up and self._caught_up():
+                self._flush(consumer)
+                if self._caught_up():
+                    self.result.caught_up = True
+                    return
+
+    def _apply(self, messages: list) -> None:  # type: ignore[type-arg]
+        pending = self._pending
+        counters = pending.counters
+        next_offsets = pending.next_offsets
+        decode = self.codec.decode
+        keys_of = self.view.keys
+        guards = self._guards
+        max_ms = pending.max_event_ms if pending.max_event_ms is not None else -(2**63)
+        applied = skipped = 0
+        for msg in messages:
+            error = msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise LogstreamError(f"consume failed: {error.str()}")
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            tp = (topic, partition)
+            ts = msg.timestamp()[1]
+            guard = guards.get(tp)
+            if guard is not None and guard.skips(offset, ts):
+                next_offsets[tp] = offset + 1
+                skipped += 1
+                continue
+            try:
+                _writer, record = decode(msg.value())
+                keys = keys_of(record, ts)
+            except Exception as exc:  # undecodable or unappliable: a dead letter, not a stop
+                self._dead_letters.send(msg, exc)
+                pending.dead_letters += 1
+                self.result.dead_letters += 1
+                next_offsets[tp] = offset + 1
+                continue
+            for key in keys:
+                counter = counters.get(key)
+                if counter is None:
+                    counters[key] = [1, ts, ts]
+                else:
+                    counter[0] += 1
+                    if ts < counter[1]:
+                        counter[1] = ts
+                    elif ts > counter[2]:
+                        counter[2] = ts
+            if ts > max_ms:
+                max_ms = ts
+            next_offsets[tp] = offset + 1
+            applied += 1
+        if applied:
+            pending.max_event_ms = max_ms
+        pending.events += applied
+        self.result.events_applied += applied
+        self.result.events_skipped += skipped
+        if self.on_progress is not None:
+            self.on_progress(len(messages))
+
+    def _flush(self, consumer: Consumer) -> None:
+        pending = self._pending
+        self._last_flush = time.monotonic()
+        if not pending.dirty:
+            return
+        self._dead_letters.flush()
+        flush = pending.to_flush()
+        try:
+            self.store.commit(flush)
+        except StaleOffsetError as exc:
+            self.result.fenced += 1
+            log.warning("%s: flush fenced (%s); rewinding to stored offsets", self.group_id, exc)
+            pending.clear()
+            self._rewind(consumer)
+            return
+        pending.committed()
+        self.result.flushes += 1
+        offsets = [TopicPartition(t, p, new) for t, p, _expected, new in flush.positions]
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:  # lag tools only: the store already has the truth
+            log.warning("%s: Kafka offset commit failed: %s", self.group_id, exc)
+
+    def _rewind(self, consumer: Consumer) -> None:
+        """After a fenced flush, seek every assigned partition back to its stored position."""
+        stored = self.store.positions()
+        tracked: dict[TP, Position | None] = {}
+        for tp in self._assigned:
+            position = stored.get(tp)
+            tracked[tp] = position
+            offset = position.next_offset if position else OFFSET_BEGINNING
+            try:
+                consumer.seek(TopicPartition(tp[0], tp[1], offset))
+            except KafkaException as exc:
+                log.warning("%s: seek %s failed: %s", self.group_id, tp, exc)
+        self._pending.track(tracked)
+        self._guards = {tp: p for tp, p in tracked.items() if p and p.guard_offset is not None}
+
+    def _caught_up(self) -> bool:
+        if not self._assignment_seen:
+            return False
+        if self._pending.dirty:
+            return False
+        targets = self.result.targets
+        for tp in self._assigned:
+            position = self._pending.started_at.get(tp)
+            target = targets.get(tp)
+            if target is None:
+                continue
+            if position is None:
+                if target > self._low_watermark(tp):
+                    return False
+            elif position < target:
+                return False
+        return True
+
+    def _low_watermark(self, tp: TP) -> int:
+        assert self._consumer is not None
+        low, _high = self._consumer.get_watermark_offsets(
+            TopicPartition(tp[0], tp[1]), timeout=10, cached=False
+        )
+        return int(low)

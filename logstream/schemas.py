@@ -1,0 +1,282 @@
+"""The schema catalogue: every `.avsc` ever written to the log, by event type, version and
+fingerprint, so that any message in the log can be decoded, however old.
+
+Each `.avsc` is a record carrying two custom top-level attributes, `"logstream.topic"` and
+`"logstream.version"`; they map event type -> topic without code and do not change the
+parsing canonical form (hence not the fingerprint either).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Any, cast
+
+import avro.schema
+import fastavro
+from avro.compatibility import (
+    ReaderWriterCompatibilityChecker,
+    SchemaCompatibilityType,
+    lookup_writer_field,
+)
+from fastavro.schema import fingerprint as _fastavro_fingerprint
+from fastavro.schema import to_parsing_canonical_form
+
+from logstream.errors import ConfigError, UnknownSchemaError
+
+__all__ = [
+    "TOPIC_ATTRIBUTE",
+    "VERSION_ATTRIBUTE",
+    "CatalogueError",
+    "SchemaCatalogue",
+    "SchemaVersion",
+    "check_compatibility",
+]
+
+TOPIC_ATTRIBUTE = "logstream.topic"
+VERSION_ATTRIBUTE = "logstream.version"
+_FILE_VERSION = re.compile(r"\.v(\d+)\.avsc$")
+
+
+class CatalogueError(ConfigError):
+    """The schema folder cannot form a catalogue; `problems` holds one line per fault."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaVersion:
+    """One `.avsc` file: a version of an event type, as the log knows it (by fingerprint)."""
+
+    event_type: str
+    version: int
+    topic: str
+    full_name: str
+    canonical_form: str = field(repr=False)
+    fingerprint: bytes  # 8 raw bytes: CRC-64-AVRO, little-endian, as in the wire header
+    path: Path
+    schema: dict[str, Any] = field(compare=False, repr=False)  # fastavro.parse_schema output
+    definition: Mapping[str, Any] = field(compare=False, repr=False)  # the JSON of the file
+
+    @property
+    def fingerprint_hex(self) -> str:
+        return self.fingerprint.hex()
+
+
+class SchemaCatalogue:
+    """All versions of all event types; immutable once loaded."""
+
+    def __init__(self, versions: list[SchemaVersion], path: Path | None = None) -> None:
+        problems = _structure_problems(versions)
+        if problems:
+            raise CatalogueError(problems)
+        self.path = path
+        by_type: dict[str, list[SchemaVersion]] = {}
+        for v in versions:
+            by_type.setdefault(v.event_type, []).append(v)
+        self._versions = {
+            t: tuple(sorted(vs, key=lambda v: v.version)) for t, vs in by_type.items()
+        }
+        self._by_fingerprint = {v.fingerprint: v for v in versions}
+        self._type_for_topic = {vs[-1].topic: t for t, vs in self._versions.items()}
+        # Every spelling a caller may use for an event type: "like", "likes", the full name.
+        self._aliases: dict[str, str] = {}
+        for t, vs in self._versions.items():
+            self._aliases.update({t: t, vs[-1].topic.lower(): t, vs[-1].full_name.lower(): t})
+
+    @classmethod
+    def load(cls, path: Path | str) -> SchemaCatalogue:
+        """Read every `*.avsc` in `path`; all faults are reported at once in a CatalogueError."""
+        folder = Path(path)
+        if not folder.is_dir():
+            raise CatalogueError([f"{folder}: not a folder of .avsc files"])
+        files = sorted(folder.glob("*.avsc"))
+        if not files:
+            raise CatalogueError([f"{folder}: no .avsc files"])
+        versions: list[SchemaVersion] = []
+        problems: list[str] = []
+        for file in files:
+            try:
+                versions.append(_load_file(file))
+            except ValueError as exc:
+                problems.append(f"{file.name}: {exc}")
+        if problems:
+            raise CatalogueError(problems)
+        return cls(versions, folder)
+
+    def _event_type(self, name: str) -> str:
+        try:
+            return self._aliases[name.lower()]
+        except KeyError:
+            known = ", ".join(sorted(self._versions))
+            raise UnknownSchemaError(f"unknown event type {name!r} (known: {known})") from None
+
+    def event_types(self) -> list[str]:
+        return sorted(self._versions)
+
+    def versions(self, event_type: str) -> tuple[SchemaVersion, ...]:
+        """Oldest first; accepts the event type, its topic or the record's full name."""
+        return self._versions[self._event_type(event_type)]
+
+    def latest(self, event_type: str) -> SchemaVersion:
+        """The version producers write and consumers read into."""
+        return self.versions(event_type)[-1]
+
+    def topic_for(self, event_type: str) -> str:
+        return self.latest(event_type).topic
+
+    def event_type_for_topic(self, topic: str) -> str:
+        try:
+            return self._type_for_topic[topic]
+        except KeyError:
+            raise UnknownSchemaError(f"no event type is written to topic {topic!r}") from None
+
+    def topics(self) -> list[str]:
+        return sorted(self._type_for_topic)
+
+    def by_fingerprint(self, fp: bytes) -> SchemaVersion:
+        """The writer schema of a message, from the 8 bytes of its header."""
+        try:
+            return self._by_fingerprint[fp]
+        except KeyError:
+            raise UnknownSchemaError(
+                f"unknown writer schema fingerprint {fp.hex()}: is an .avsc missing?"
+            ) from None
+
+    def __iter__(self) -> Iterator[SchemaVersion]:
+        for t in sorted(self._versions):
+            yield from self._versions[t]
+
+    def __len__(self) -> int:
+        return len(self._by_fingerprint)
+
+
+def _load_file(file: Path) -> SchemaVersion:
+    """Parse one `.avsc`; a ValueError says what is wrong with it."""
+    try:
+        definition = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not readable JSON: {exc}") from exc
+    if not isinstance(definition, dict) or definition.get("type") != "record":
+        raise ValueError("top level must be an Avro record")
+    topic = definition.get(TOPIC_ATTRIBUTE)
+    version = definition.get(VERSION_ATTRIBUTE)
+    if not isinstance(topic, str) or not topic:
+        raise ValueError(f'missing "{TOPIC_ATTRIBUTE}": "<topic>"')
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f'missing "{VERSION_ATTRIBUTE}": <integer >= 1>')
+    named = _FILE_VERSION.search(file.name)
+    if named and int(named.group(1)) != version:
+        raise ValueError(f'file name says v{named.group(1)} but "{VERSION_ATTRIBUTE}" is {version}')
+    try:
+        parsed = cast(dict[str, Any], fastavro.parse_schema(json.loads(json.dumps(definition))))
+    except Exception as exc:  # fastavro raises several types for a bad schema
+        raise ValueError(f"invalid Avro schema: {exc}") from exc
+    canonical = to_parsing_canonical_form(parsed)
+    full_name = str(parsed["name"])
+    return SchemaVersion(
+        event_type=full_name.rsplit(".", 1)[-1].lower(),
+        version=version,
+        topic=topic,
+        full_name=full_name,
+        canonical_form=canonical,
+        fingerprint=bytes.fromhex(_fastavro_fingerprint(canonical, "CRC-64-AVRO")),
+        path=file,
+        schema=parsed,
+        definition=definition,
+    )
+
+
+def _structure_problems(versions: list[SchemaVersion]) -> list[str]:
+    """Faults that make lookups ambiguous: duplicate versions, fingerprints, names or topics."""
+    problems: list[str] = []
+    by_type: dict[str, list[SchemaVersion]] = {}
+    for v in versions:
+        by_type.setdefault(v.event_type, []).append(v)
+    seen_fp: dict[bytes, SchemaVersion] = {}
+    for v in versions:
+        other = seen_fp.setdefault(v.fingerprint, v)
+        if other is not v:
+            problems.append(
+                f"{v.path.name} and {other.path.name}: same canonical form (fingerprint "
+                f"{v.fingerprint.hex()}): a new version must change the schema"
+            )
+    topic_owner: dict[str, str] = {}
+    for event_type, vs in sorted(by_type.items()):
+        vs.sort(key=lambda v: v.version)
+        first = vs[0]
+        for prev, cur in pairwise(vs):
+            if cur.version == prev.version:
+                problems.append(
+                    f"{prev.path.name} and {cur.path.name}: both are version {cur.version} "
+                    f"of {event_type!r}"
+                )
+        for v in vs[1:]:
+            if v.topic != first.topic:
+                problems.append(
+                    f"{v.path.name}: topic {v.topic!r} differs from {first.path.name}'s "
+                    f"{first.topic!r}: an event type keeps its topic forever"
+                )
+            if v.full_name != first.full_name:
+                problems.append(
+                    f"{v.path.name}: record {v.full_name} differs from {first.path.name}'s "
+                    f"{first.full_name} (same event type {event_type!r})"
+                )
+        owner = topic_owner.setdefault(first.topic, event_type)
+        if owner != event_type:
+            problems.append(
+                f"topic {first.topic!r} is claimed by both {owner!r} and {event_type!r}"
+            )
+    return problems
+
+
+def check_compatibility(catalogue: SchemaCatalogue) -> list[str]:
+    """Every version must read data written with every older one; returns the faults found."""
+    problems: list[str] = []
+    for event_type in catalogue.event_types():
+        versions = catalogue.versions(event_type)
+        parsed = {v.version: avro.schema.parse(json.dumps(v.definition)) for v in versions}
+        for i, reader in enumerate(versions):
+            for writer in versions[:i]:
+                for fault in _read_faults(parsed[reader.version], parsed[writer.version]):
+                    problems.append(
+                        f"{reader.path.name} cannot read data written with "
+                        f"{writer.path.name}: {fault}"
+                    )
+    return problems
+
+
+def _read_faults(reader: avro.schema.Schema, writer: avro.schema.Schema) -> list[str]:
+    """Ask Avro's own checker, then re-ask per field so each fault names its field."""
+    checker = ReaderWriterCompatibilityChecker()
+    verdict = checker.get_compatibility(reader, writer)
+    if verdict.compatibility is not SchemaCompatibilityType.incompatible:
+        return []
+    faults: list[str] = []
+    if isinstance(reader, avro.schema.RecordSchema) and isinstance(
+        writer, avro.schema.RecordSchema
+    ):
+        for reader_field in reader.fields:
+            writer_field = lookup_writer_field(writer, reader_field)
+            if writer_field is None:
+                if not reader_field.has_default:
+                    faults.append(
+                        f"field {reader_field.name!r} is new and has no default "
+                        "(add one, e.g. a null-union with default null)"
+                    )
+                continue
+            result = ReaderWriterCompatibilityChecker().get_compatibility(
+                reader_field.type, writer_field.type
+            )
+            if result.compatibility is SchemaCompatibilityType.incompatible:
+                faults.append(f"field {reader_field.name!r}: {'; '.join(sorted(result.messages))}")
+    if not faults:  # e.g. a record rename: report Avro's own words and locations
+        where = ", ".join(sorted(verdict.locations))
+        faults.append(f"{'; '.join(sorted(verdict.messages))} (at {where})")
+    return faults

@@ -1,0 +1,101 @@
+"""Pick a view store from `LOGSTREAM_STORE_URL`: a file per view by default, or PostgreSQL.
+
+URL forms:
+* None: SQLite file `<data_dir>/views/<safe namespace>.sqlite`.
+* `sqlite:///relative/dir/` or `sqlite:////absolute/dir/` (trailing slash or an existing
+  directory): one file per view in that directory.
+* `sqlite:///some/file.sqlite`: that one file (the file remembers its view, so a second view
+  pointed at it fails loudly instead of mixing counters).
+* `postgresql://...` or `postgres://...`: one schema per view in that database.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from logstream.errors import StoreError
+from logstream.stores.base import ViewStore, safe_name
+
+__all__ = ["drop_store", "open_store", "sqlite_path"]
+
+_PG_SCHEMES = ("postgresql://", "postgres://")
+_SQLITE_PREFIX = "sqlite:///"
+
+
+def sqlite_path(store_url: str | None, data_dir: Path, namespace: str) -> Path:
+    """The SQLite file of a namespace under a None or `sqlite:///` store URL."""
+    filename = f"{safe_name(namespace)}.sqlite"
+    if store_url is None:
+        return Path(data_dir) / "views" / filename
+    if not store_url.startswith(_SQLITE_PREFIX):
+        raise StoreError(f"not a sqlite store URL (scheme {_scheme(store_url)!r})")
+    raw = store_url[len(_SQLITE_PREFIX) :]
+    if not raw:
+        raise StoreError("sqlite store URL has no path: use sqlite:///dir/ or sqlite:///file")
+    path = Path(raw)
+    if raw.endswith("/") or path.is_dir():
+        return path / filename
+    return path
+
+
+def open_store(
+    store_url: str | None, data_dir: Path, namespace: str, totals_series: Iterable[str]
+) -> ViewStore:
+    """Open (creating if needed) the store of one view namespace, e.g. `likes-by-url@v2`."""
+    totals = frozenset(totals_series)
+    if store_url is None or store_url.startswith(_SQLITE_PREFIX):
+        from logstream.stores.sqlite import SQLiteViewStore
+
+        return SQLiteViewStore(
+            sqlite_path(store_url, data_dir, namespace), totals, namespace=namespace
+        )
+    if store_url.startswith(_PG_SCHEMES):
+        from logstream.stores.postgres import PostgresViewStore
+
+        return PostgresViewStore(store_url, namespace, totals)
+    raise StoreError(
+        f"unsupported store URL scheme {_scheme(store_url)!r}: use sqlite:///path, "
+        "postgresql://... or leave LOGSTREAM_STORE_URL unset"
+    )
+
+
+def drop_store(store_url: str | None, data_dir: Path, namespace: str) -> bool:
+    """Delete all state of a namespace (file or schema); True if there was something to drop.
+
+    Refuses (StoreError) when the file or schema belongs to another view.
+    """
+    if store_url is not None and store_url.startswith(_PG_SCHEMES):
+        from logstream.stores.postgres import drop_schema
+
+        return drop_schema(store_url, namespace)
+    if store_url is not None and not store_url.startswith(_SQLITE_PREFIX):
+        raise StoreError(f"unsupported store URL scheme {_scheme(store_url)!r}")
+    path = sqlite_path(store_url, data_dir, namespace)
+    if not path.exists():
+        return False
+    owner = _sqlite_owner(path)
+    if owner is not None and owner != namespace:
+        raise StoreError(f"{path} belongs to view {owner!r}, not {namespace!r}; not deleting it")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return True
+
+
+def _sqlite_owner(path: Path) -> str | None:
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'namespace'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path} is not a readable logstream view store: {exc}") from exc
+    return None if row is None else str(row[0])
+
+
+def _scheme(url: str) -> str:
+    """Only the scheme of a URL, so an error message never shows a password."""
+    head, sep, _ = url.partition("://")
+    return head if sep else "(none)"
