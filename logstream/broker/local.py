@@ -9,6 +9,7 @@ Start and stop are idempotent; readiness is polled, never slept for.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -79,7 +80,11 @@ def _not_zombie(pid: int) -> bool:
 
 
 def _new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """Kafka's format: base64url of 16 random bytes; like Kafka, never starting with '-'."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 class LocalCluster:
@@ -243,10 +248,8 @@ class LocalCluster:
         command = self.runtime.java_command(
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            self._cluster_id(),
-            "-c",
-            str(props),
+            f"--cluster-id={self._cluster_id()}",
+            f"--config={props}",
             "--ignore-formatted",
         )
         result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -349,7 +352,5 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass

@@ -60,12 +60,14 @@ class ViewRunner:
         until_caught_up: bool = False,
         on_progress: Callable[[int], None] | None = None,
         consumer_overrides: dict[str, object] | None = None,
+        topics: tuple[str, ...] | None = None,
     ) -> None:
         self.settings = settings
         self.view = view
         self.store = store
         self.codec = codec
         self.group_id = group_id or view.name
+        self.topics = topics or view.topics
         self.until_caught_up = until_caught_up
         self.on_progress = on_progress
         self._overrides = consumer_overrides or {}
@@ -123,7 +125,7 @@ class ViewRunner:
             if self.until_caught_up:
                 self.result.targets = self._end_offsets(consumer)
             consumer.subscribe(
-                list(self.view.topics),
+                list(self.topics),
                 on_assign=self._on_assign,
                 on_revoke=self._on_revoke,
                 on_lost=self._on_lost,
@@ -139,7 +141,7 @@ class ViewRunner:
         """Each partition's end offset at start: `--until-caught-up` stops there."""
         targets: dict[TP, int] = {}
         metadata = consumer.list_topics(timeout=10)
-        for topic in self.view.topics:
+        for topic in self.topics:
             info = metadata.topics.get(topic)
             if info is None or info.error is not None:
                 raise LogstreamError(

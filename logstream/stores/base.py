@@ -266,10 +266,9 @@ def sorted_deltas(deltas: Mapping[SeriesKey, Counter]) -> list[BucketRow]:
     ]
 
 
-def _delta_sort_key(item: tuple[SeriesKey, Counter]) -> tuple[bytes, bytes, int]:
-    # UTF-8 byte order = code point order = SQLite BINARY = PostgreSQL COLLATE "C".
-    series, key, bucket = item[0]
-    return series.encode(), key.encode(), bucket
+def _delta_sort_key(item: tuple[SeriesKey, Counter]) -> SeriesKey:
+    # Python str order is code point order = UTF-8 byte order = SQLite BINARY = COLLATE "C".
+    return item[0]
 
 
 def total_deltas(
@@ -287,9 +286,7 @@ def total_deltas(
             acc.merge_counter(c)
     return [
         (series, key, c.count, c.first_ms, c.last_ms)
-        for (series, key), c in sorted(
-            folded.items(), key=lambda i: (i[0][0].encode(), i[0][1].encode())
-        )
+        for (series, key), c in sorted(folded.items(), key=lambda item: item[0])
     ]
 
 

@@ -1,0 +1,389 @@
+"""`EventProducer`: an asyncio face on a durable confluent-kafka producer.
+
+Why it exists: a 2xx from ingest promises that the broker has the event (DESIGN.md,
+invariant 1). `send` and `send_many` therefore resolve only on the broker's delivery report
+(`acks=all`, idempotent producer) and give up after a bound (`ingest_ack_timeout_s`) with
+`BrokerUnavailableError`, which the API turns into a 503.
+
+How it works:
+- The librdkafka client is created by `start()` (called from the app's lifespan, so once per
+  worker process and never before a fork), never at import or in `__init__`.
+- A daemon thread calls `poll()`; delivery callbacks run there, collect their outcomes, and
+  hand them to each waiting event loop with one `call_soon_threadsafe` per poll round (not
+  one per message), which keeps the cost per event low at high rates.
+- `message.timeout.ms` and `request.timeout.ms` equal the bound, so a message that was not
+  acknowledged when the caller got its 503 is expired by librdkafka about then instead of
+  being retried into the log minutes later. One window remains: a request already on the
+  wire whose write succeeded but whose acknowledgement was lost or came late. Such an event
+  can be in the log although the client was told 503; a client that retries with the same
+  `event_id` gets at-least-once delivery, never a lost acknowledged event.
+- A fatal librdkafka error (rare with a non-transactional idempotent producer) retires the
+  client; the next send builds a fresh one, so ingest recovers without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from logstream.errors import LogstreamError
+from logstream.kafka.config import producer_config
+from logstream.settings import Settings
+
+__all__ = [
+    "BrokerUnavailableError",
+    "Delivery",
+    "EventProducer",
+    "OutgoingMessage",
+    "SendOutcome",
+]
+
+log = logging.getLogger(__name__)
+
+_POLL_INTERVAL_S = 0.05
+_QUEUE_FULL_RETRY_S = 0.005
+
+
+class BrokerUnavailableError(LogstreamError):
+    """The broker did not acknowledge in time, the local queue is full, or delivery failed.
+
+    `retry_after_s` is a hint for the HTTP `Retry-After` header.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where the broker put an acknowledged message."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One event to write: key = url (UTF-8), timestamp = occurred_at (epoch ms)."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """Per-message result of `send_many`: exactly one of `delivery` and `error` is set."""
+
+    delivery: Delivery | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.delivery is not None
+
+
+_Settled = tuple["asyncio.Future[Any]", Any]
+
+
+class _BatchWaiter:
+    """Collects the delivery reports of one `send_many` call.
+
+    Only the polling thread counts deliveries; the event loop only sets `target` once it
+    knows how many messages were enqueued. Whichever side sees `delivered == target` last
+    queues the wake-up (a second one is harmless), so no lock is needed.
+    """
+
+    __slots__ = ("delivered", "future", "outcomes", "sink", "target")
+
+    def __init__(self, future: asyncio.Future[Any], size: int, sink: list[_Settled]) -> None:
+        self.future = future
+        self.outcomes: list[SendOutcome | None] = [None] * size
+        self.delivered = 0
+        self.target: int | None = None
+        self.sink = sink
+
+    def set_target(self, enqueued: int) -> bool:
+        """Record how many reports to wait for; True when all of them already arrived."""
+        self.target = enqueued
+        return self.delivered >= enqueued
+
+    def on_delivery(self, index: int, err: KafkaError | None, msg: Any) -> None:
+        if err is None:
+            outcome = SendOutcome(Delivery(msg.topic(), msg.partition(), msg.offset()), None)
+        else:
+            outcome = SendOutcome(None, _delivery_error_text(err))
+        self.outcomes[index] = outcome
+        self.delivered += 1
+        if self.delivered == self.target:
+            self.sink.append((self.future, None))
+
+
+def _delivery_error_text(err: KafkaError) -> str:
+    if err.code() == KafkaError._MSG_TIMED_OUT:
+        return "the broker did not acknowledge the write in time"
+    return f"the broker refused or lost the write: {err.str()}"
+
+
+class EventProducer:
+    """A durable producer for coroutines; `start()` it in a lifespan, `close()` it on shutdown."""
+
+    def __init__(self, settings: Settings, **overrides: Any) -> None:
+        self.ack_timeout_s = settings.ingest_ack_timeout_s
+        bound_ms = max(1, math.ceil(self.ack_timeout_s * 1000))
+        self._config = producer_config(
+            settings,
+            **{
+                "message.timeout.ms": bound_ms,
+                "request.timeout.ms": min(bound_ms, 30_000),
+                # linger must stay below the message timeout (librdkafka rejects it otherwise)
+                "linger.ms": min(5, max(0, bound_ms - 1)),
+                "error_cb": self._on_error,
+                **overrides,
+            },
+        )
+        self._producer: Producer | None = None
+        self._retired: list[Producer] = []
+        self._fatal: KafkaError | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._settled: list[_Settled] = []  # filled by callbacks in whichever thread polls
+
+    # ----- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Create the client and its poll thread (idempotent)."""
+        with self._lock:
+            if self._producer is None:
+                self._producer = self._new_client()
+            if self._thread is None:
+                self._stop.clear()
+                self._thread = threading.Thread(
+                    target=self._poll_loop, name="logstream-producer-poll", daemon=True
+                )
+                self._thread.start()
+
+    def _new_client(self) -> Producer:
+        try:
+            return Producer(self._config)
+        except KafkaException as exc:
+            raise LogstreamError(f"invalid producer configuration: {exc.args[0]}") from exc
+
+    def close(self, timeout_s: float = 30.0) -> int:
+        """Stop polling and flush; returns how many messages were still undelivered."""
+        thread, self._thread = self._thread, None
+        self._stop.set()
+        if thread is not None:
+            thread.join()
+        producer, self._producer = self._producer, None
+        left = producer.flush(timeout_s) if producer is not None else 0
+        self._dispatch()
+        for old in self._retired:
+            old.flush(0)
+        self._retired.clear()
+        self._dispatch()
+        return left
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait until every enqueued message has a delivery report (used by tests)."""
+        deadline = time.monotonic() + timeout_s
+        producer = self._client()
+        while len(producer) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return len(producer)
+
+    def list_topics(self, timeout_s: float) -> Any:
+        """Cluster metadata through this producer's connections (a readiness probe)."""
+        return self._client().list_topics(timeout=timeout_s)
+
+    @property
+    def started(self) -> bool:
+        return self._producer is not None
+
+    # ----- sending -------------------------------------------------------------------------
+    async def send(self, topic: str, key: bytes, value: bytes, timestamp_ms: int) -> Delivery:
+        """Write one message; returns once the broker acknowledged it, within the bound."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ack_timeout_s
+        future: asyncio.Future[Any] = loop.create_future()
+        callback = partial(self._on_single_delivery, future)
+        await self._enqueue(topic, key, value, timestamp_ms, callback, deadline)
+        timer = loop.call_at(deadline, _expire, future, self.ack_timeout_s)
+        try:
+            result = await future
+        finally:
+            timer.cancel()
+        return result  # type: ignore[no-any-return]
+
+    async def send_many(self, messages: Sequence[OutgoingMessage]) -> list[SendOutcome]:
+        """Write messages in order; one outcome per message, all known within the bound.
+
+        Enqueueing stops at the first message that finds the local queue still full at the
+        deadline; it and the ones after it are reported as not written.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ack_timeout_s
+        waiter = _BatchWaiter(loop.create_future(), len(messages), self._settled)
+        enqueued = 0
+        failure: BrokerUnavailableError | None = None
+        for i, m in enumerate(messages):
+            try:
+                await self._enqueue(
+                    m.topic,
+                    m.key,
+                    m.value,
+                    m.timestamp_ms,
+                    partial(waiter.on_delivery, i),
+                    deadline,
+                )
+            except BrokerUnavailableError as exc:
+                failure = exc
+                break
+            enqueued += 1
+        if not waiter.set_target(enqueued):
+            timer = loop.call_at(deadline, _expire, waiter.future, self.ack_timeout_s)
+            try:
+                await waiter.future
+            except BrokerUnavailableError:
+                pass
+            finally:
+                timer.cancel()
+        not_sent = f"not sent: {failure}" if failure else "not sent"
+        timed_out = "the broker did not acknowledge the write in time"
+        return [
+            outcome
+            if outcome is not None
+            else SendOutcome(None, timed_out if i < enqueued else not_sent)
+            for i, outcome in enumerate(list(waiter.outcomes))
+        ]
+
+    async def _enqueue(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        timestamp_ms: int,
+        callback: Any,
+        deadline: float,
+    ) -> None:
+        """produce(), waiting (without blocking the loop) while the local queue is full."""
+        loop = asyncio.get_running_loop()
+        producer = self._client()
+        while True:
+            try:
+                producer.produce(
+                    topic, value=value, key=key, timestamp=timestamp_ms, on_delivery=callback
+                )
+                return
+            except BufferError:
+                if loop.time() + _QUEUE_FULL_RETRY_S >= deadline:
+                    raise BrokerUnavailableError(
+                        "the producer queue is full (the broker is slow or unreachable)",
+                        retry_after_s=1,
+                    ) from None
+                await asyncio.sleep(_QUEUE_FULL_RETRY_S)
+            except KafkaException as exc:
+                raise BrokerUnavailableError(
+                    f"the producer refused the write: {exc.args[0]}",
+                    retry_after_s=self._retry_after(),
+                ) from exc
+
+    def _client(self) -> Producer:
+        """The live client; replaces it after a fatal error so ingest heals by itself."""
+        producer = self._producer
+        if producer is None:
+            raise LogstreamError("EventProducer used before start() or after close()")
+        if self._fatal is None:
+            return producer
+        with self._lock:
+            if self._fatal is not None and self._producer is producer:
+                log.warning("replacing the producer after a fatal error: %s", self._fatal)
+                self._retired.append(producer)
+                self._producer = self._new_client()
+                self._fatal = None
+            return self._producer
+
+    def _retry_after(self) -> int:
+        return max(1, math.ceil(self.ack_timeout_s))
+
+    # ----- poll thread ---------------------------------------------------------------------
+    def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            producer = self._producer
+            if producer is None:
+                break
+            try:
+                producer.poll(_POLL_INTERVAL_S)
+                for old in list(self._retired):
+                    old.poll(0)
+                    if len(old) == 0:
+                        self._retired.remove(old)
+            except Exception:  # a callback bug must not kill delivery for everyone
+                log.exception("producer poll failed")
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Hand the outcomes gathered since the last round to their event loops."""
+        with self._lock:
+            if not self._settled:
+                return
+            settled, self._settled[:] = list(self._settled), []
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Settled]] = {}
+        for future, outcome in settled:
+            by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, items)
+            except RuntimeError:  # that loop is closed: nobody waits for these any more
+                pass
+
+    def _on_single_delivery(
+        self, future: asyncio.Future[Any], err: KafkaError | None, msg: Any
+    ) -> None:
+        if err is None:
+            outcome: Any = Delivery(msg.topic(), msg.partition(), msg.offset())
+        else:
+            outcome = BrokerUnavailableError(
+                _delivery_error_text(err), retry_after_s=self._retry_after()
+            )
+        self._settled.append((future, outcome))
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            log.error("fatal producer error: %s", err)
+            self._fatal = err
+        else:
+            log.debug("producer error (librdkafka retries by itself): %s", err)
+
+
+def _settle(items: list[_Settled]) -> None:
+    """Runs in the event loop: resolve each future that nobody gave up on yet."""
+    for future, outcome in items:
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+def _expire(future: asyncio.Future[Any], bound_s: float) -> None:
+    if not future.done():
+        future.set_exception(
+            BrokerUnavailableError(
+                f"the broker did not acknowledge within {bound_s:g}s",
+                retry_after_s=max(1, math.ceil(bound_s)),
+            )
+        )
