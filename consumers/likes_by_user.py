@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from consumers.answers import totals_answer
+from logstream.stores.base import ViewStore
 from logstream.view import HOUR_MS, View
 
 __all__ = ["LikesByUser"]
@@ -18,3 +20,7 @@ class LikesByUser(View):
 
     def keys(self, event: Mapping[str, Any], event_ms: int) -> list[tuple[str, str, int]]:
         return [("user", event["user_id"], event_ms - event_ms % HOUR_MS)]
+
+    def lookup(self, store: ViewStore, user_id: str) -> dict[str, Any]:
+        """Likes given by one user (count 0 for an unknown user)."""
+        return totals_answer("user_id", user_id, store.total("user", user_id))

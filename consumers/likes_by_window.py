@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from logstream.stores.base import ViewStore
 from logstream.view import DAY_MS, HOUR_MS, MINUTE_MS, View
 
 __all__ = ["ALL_URLS", "WINDOW_SIZES", "LikesByWindow"]
@@ -26,3 +27,20 @@ class LikesByWindow(View):
     def keys(self, event: Mapping[str, Any], event_ms: int) -> list[tuple[str, str, int]]:
         minute = event_ms - event_ms % MINUTE_MS
         return [("w", event["url"], minute), ("w", ALL_URLS, minute)]
+
+    def windows(
+        self,
+        store: ViewStore,
+        size: str,
+        url: str | None,
+        since_ms: int,
+        until_ms: int,
+        limit: int,
+        after_start_ms: int | None = None,
+    ) -> list[dict[str, int]]:
+        """Non-empty windows of `size` in [since, until), ascending, after the cursor."""
+        size_ms = WINDOW_SIZES[size]
+        rows = store.windows(
+            "w", url or ALL_URLS, size_ms, since_ms, until_ms, limit, after_start_ms
+        )
+        return [{"start": start, "end": start + size_ms, "count": count} for start, count in rows]

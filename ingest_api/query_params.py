@@ -1,0 +1,51 @@
+"""Query-string parsing for the read API: times and read-your-writes targets.
+
+Times are RFC 3339 or epoch milliseconds, as at ingest; every error names its parameter.
+"""
+
+from __future__ import annotations
+
+from ingest_api.errors import ApiError
+from ingest_api.models import FieldError
+from ingest_api.timestamps import InvalidTimestampError, parse_occurred_at
+
+__all__ = ["bad_param", "parse_time_param", "parse_wait_for"]
+
+_NO_FUTURE_BOUND = 10**15
+
+
+def bad_param(name: str, message: str) -> ApiError:
+    return ApiError(
+        422, "invalid_parameter", f"{name}: {message}", [FieldError(field=name, message=message)]
+    )
+
+
+def parse_time_param(name: str, value: str | None) -> int | None:
+    """Epoch ms from `2024-05-01T12:00:00Z` or `1714564800000`; None when absent."""
+    if value is None:
+        return None
+    raw: object = int(value) if value.isdigit() else value
+    try:
+        return parse_occurred_at(raw, now=0, max_future_ms=_NO_FUTURE_BOUND)
+    except InvalidTimestampError as exc:
+        raise bad_param(name, str(exc)) from None
+
+
+def parse_wait_for(values: list[str], default_topic: str) -> list[tuple[str, int, int]]:
+    """`partition:offset` or `topic:partition:offset` items, as ingest returned them."""
+    targets = []
+    for value in values:
+        parts = value.rsplit(":", 2)
+        try:
+            if len(parts) == 2:
+                topic, partition, offset = default_topic, int(parts[0]), int(parts[1])
+            elif len(parts) == 3:
+                topic, partition, offset = parts[0], int(parts[1]), int(parts[2])
+            else:
+                raise ValueError
+        except ValueError:
+            raise bad_param("wait_for", f"{value!r} is not 'partition:offset'") from None
+        if partition < 0 or offset < 0:
+            raise bad_param("wait_for", f"{value!r}: partition and offset must be >= 0")
+        targets.append((topic, partition, offset))
+    return targets

@@ -1,0 +1,249 @@
+"""The read router: `/v1/views/...` answers from the materialized views, with freshness.
+
+Every answer carries `freshness` (offsets applied per partition, newest event time, lag) and
+accepts `wait_for=partition:offset` (repeatable): the read waits, at most `wait_ms`, until
+the view has applied that offset, so a client can read its own writes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from consumers import VIEWS
+from consumers.likes_by_url import LikesByUrl
+from consumers.likes_by_user import LikesByUser
+from consumers.likes_by_window import WINDOW_SIZES, LikesByWindow
+from ingest_api.errors import ApiError
+from ingest_api.query_params import bad_param, parse_time_param, parse_wait_for
+from ingest_api.view_readers import ViewReaders
+from logstream.freshness import freshness_of
+from logstream.stores.base import ViewStore
+from logstream.view import View
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/views", tags=["views"])
+
+WaitFor = Annotated[
+    list[str] | None,
+    Query(description="`partition:offset` returned by ingest; wait until the view applied it"),
+]
+WaitMs = Annotated[int | None, Query(ge=0, description="longest wait for `wait_for`, ms")]
+
+
+def rfc3339(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _readers(request: Request) -> ViewReaders:
+    readers = getattr(request.app.state, "view_readers", None)
+    if readers is None:
+        settings = getattr(request.app.state, "settings", None) or request.app.state.ingest.settings
+        readers = ViewReaders(settings)
+        request.app.state.view_readers = readers
+    return readers
+
+
+def _wait_until_applied(
+    readers: ViewReaders,
+    view: View,
+    store: ViewStore,
+    wait_for: list[str] | None,
+    wait_ms: int | None,
+) -> None:
+    if not wait_for:
+        return
+    targets = parse_wait_for(wait_for, view.topics[0])
+    bound_s = readers.settings.read_wait_max_s
+    budget_s = min(bound_s, wait_ms / 1000) if wait_ms is not None else bound_s
+    deadline = time.monotonic() + budget_s
+    while True:
+        positions = store.positions()
+        missing = [
+            (t, p, o)
+            for t, p, o in targets
+            if (pos := positions.get((t, p))) is None or pos.next_offset <= o
+        ]
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            t, p, o = missing[0]
+            raise ApiError(
+                504,
+                "not_yet_applied",
+                f"{view.name} has not applied {t}:{p}:{o} within {budget_s:.1f}s; retry later",
+                headers={"Retry-After": "1"},
+            )
+        time.sleep(0.05)
+
+
+def _answer(
+    readers: ViewReaders, view: View, store: ViewStore, body: dict[str, Any]
+) -> dict[str, Any]:
+    fresh = freshness_of(store.stats(), view.topics, readers.end_offsets)
+    body["freshness"] = {
+        "offsets": fresh.offsets,
+        "newest_event_at": rfc3339(fresh.newest_event_ms),
+        "lag": fresh.lag,
+        "dead_letters": fresh.dead_letters,
+        "skipped": fresh.skipped,
+    }
+    return body
+
+
+def _with_times(answer: dict[str, Any]) -> dict[str, Any]:
+    first, last = answer.pop("first_ms"), answer.pop("last_ms")
+    return {**answer, "first_at": rfc3339(first), "last_at": rfc3339(last)}
+
+
+@router.get("")
+def list_views(request: Request) -> dict[str, Any]:
+    """Every view with its freshness."""
+    readers = _readers(request)
+    items = []
+    for name, view in VIEWS.items():
+        store = readers.store(view)
+        items.append(_answer(readers, view, store, {"name": name, "group": name}))
+    return {"views": items}
+
+
+@router.get("/likes-by-url")
+def likes_by_url(
+    request: Request,
+    url: Annotated[str, Query(min_length=1, max_length=2048, description="the URL")],
+    wait_for: WaitFor = None,
+    wait_ms: WaitMs = None,
+) -> dict[str, Any]:
+    """Likes of one URL, with first and last event time (count 0 if never liked)."""
+    readers = _readers(request)
+    view = VIEWS["likes-by-url"]
+    assert isinstance(view, LikesByUrl)
+    store = readers.store(view)
+    _wait_until_applied(readers, view, store, wait_for, wait_ms)
+    return _answer(readers, view, store, _with_times(view.lookup(store, url)))
+
+
+@router.get("/likes-by-url/top")
+def likes_by_url_top(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+    since: Annotated[str | None, Query(description="RFC 3339 or epoch ms (inclusive)")] = None,
+    until: Annotated[str | None, Query(description="RFC 3339 or epoch ms (exclusive)")] = None,
+    wait_for: WaitFor = None,
+    wait_ms: WaitMs = None,
+) -> dict[str, Any]:
+    """URLs ranked by likes, ties by URL; with since/until, within that event-time range
+    (widened to whole hours: the view keeps hourly buckets)."""
+    readers = _readers(request)
+    view = VIEWS["likes-by-url"]
+    assert isinstance(view, LikesByUrl)
+    since_ms, until_ms = parse_time_param("since", since), parse_time_param("until", until)
+    if since_ms is not None and until_ms is not None and until_ms <= since_ms:
+        raise bad_param("until", "must be later than since")
+    bucket = view.bucket_ms
+    if since_ms is not None:
+        since_ms -= since_ms % bucket
+    if until_ms is not None and until_ms % bucket:
+        until_ms += bucket - until_ms % bucket
+    store = readers.store(view)
+    _wait_until_applied(readers, view, store, wait_for, wait_ms)
+    items = view.top(store, limit, since_ms, until_ms)
+    return _answer(
+        readers,
+        view,
+        store,
+        {
+            "items": items,
+            "limit": limit,
+            "since": rfc3339(since_ms),
+            "until": rfc3339(until_ms),
+            "granularity_ms": bucket,
+        },
+    )
+
+
+@router.get("/likes-by-user")
+def likes_by_user(
+    request: Request,
+    user_id: Annotated[str, Query(min_length=1, max_length=512)],
+    wait_for: WaitFor = None,
+    wait_ms: WaitMs = None,
+) -> dict[str, Any]:
+    """Likes given by one user, with first and last event time."""
+    readers = _readers(request)
+    view = VIEWS["likes-by-user"]
+    assert isinstance(view, LikesByUser)
+    store = readers.store(view)
+    _wait_until_applied(readers, view, store, wait_for, wait_ms)
+    return _answer(readers, view, store, _with_times(view.lookup(store, user_id)))
+
+
+def _decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        return int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise bad_param("cursor", "not a cursor returned by this endpoint") from None
+
+
+def _encode_cursor(start_ms: int) -> str:
+    return base64.urlsafe_b64encode(str(start_ms).encode()).decode().rstrip("=")
+
+
+@router.get("/likes-by-window")
+def likes_by_window(
+    request: Request,
+    size: Annotated[str, Query(description="window size: 1m, 1h or 1d")],
+    since: Annotated[str, Query(description="RFC 3339 or epoch ms (inclusive)")],
+    until: Annotated[str, Query(description="RFC 3339 or epoch ms (exclusive)")],
+    url: Annotated[str | None, Query(min_length=1, max_length=2048)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    cursor: str | None = None,
+    wait_for: WaitFor = None,
+    wait_ms: WaitMs = None,
+) -> dict[str, Any]:
+    """Tumbling-window counts in time order, windows aligned to the UTC epoch; without
+    `url`, totals over all URLs. Windows without likes are omitted."""
+    if size not in WINDOW_SIZES:
+        raise bad_param("size", f"{size!r} is not one of {', '.join(WINDOW_SIZES)}")
+    since_ms, until_ms = parse_time_param("since", since), parse_time_param("until", until)
+    assert since_ms is not None and until_ms is not None
+    if until_ms <= since_ms:
+        raise bad_param("until", "must be later than since")
+    after = _decode_cursor(cursor)
+    readers = _readers(request)
+    view = VIEWS["likes-by-window"]
+    assert isinstance(view, LikesByWindow)
+    store = readers.store(view)
+    _wait_until_applied(readers, view, store, wait_for, wait_ms)
+    rows = view.windows(store, size, url, since_ms, until_ms, limit + 1, after)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    windows = [
+        {"start": rfc3339(r["start"]), "end": rfc3339(r["end"]), "count": r["count"]} for r in rows
+    ]
+    next_cursor = _encode_cursor(rows[-1]["start"]) if more and rows else None
+    return _answer(
+        readers,
+        view,
+        store,
+        {
+            "size": size,
+            "url": url,
+            "since": rfc3339(since_ms),
+            "until": rfc3339(until_ms),
+            "windows": windows,
+            "next_cursor": next_cursor,
+        },
+    )
+
