@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from logstream.cli import broker, consume, schemas, topics
+from logstream.cli import broker, consume, ingest, schemas, stack, topics
 from logstream.errors import LogstreamError
 
 __all__ = ["app", "main"]
@@ -20,8 +20,10 @@ app = typer.Typer(
 app.add_typer(broker.app, name="broker")
 app.add_typer(topics.app, name="topics")
 app.add_typer(schemas.app, name="schemas")
+app.add_typer(stack.app, name="stack")
 app.command()(consume.consume)
 app.command()(consume.views)
+app.command()(ingest.ingest)
 
 
 def main() -> None:
