@@ -107,6 +107,7 @@ class ViewRunner:
         self._flush(consumer)
         self._pending.forget([(tp.topic, tp.partition) for tp in partitions])
         self._assigned.clear()
+        self._assignment_seen = False  # caught up means nothing until the next assignment
         consumer.unassign()
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -114,6 +115,7 @@ class ViewRunner:
         self._pending.clear()
         self._pending.forget([(tp.topic, tp.partition) for tp in partitions])
         self._assigned.clear()
+        self._assignment_seen = False
         consumer.unassign()
 
     # ----- the loop ------------------------------------------------------------------------
