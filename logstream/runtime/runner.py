@@ -22,6 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from logstream.codec import Codec
 from logstream.errors import LogstreamError, StaleOffsetError
 from logstream.kafka.config import consumer_config
+from logstream.runtime.committer import Committer
 from logstream.runtime.dlq import DeadLetters
 from logstream.runtime.pending import PendingBatch
 from logstream.settings import Settings
@@ -80,6 +81,7 @@ class ViewRunner:
         self._last_flush = time.monotonic()
         self.result = RunResult()
         self._consumer: Consumer | None = None
+        self._committer: Committer | None = None
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, flush and close (safe from a signal handler)."""
@@ -87,6 +89,7 @@ class ViewRunner:
 
     # ----- rebalance callbacks -------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._settle(consumer)
         stored = self.store.positions()
         self._guards.clear()
         tracked: dict[TP, Position | None] = {}
@@ -111,6 +114,7 @@ class ViewRunner:
         consumer.unassign()
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._settle(consumer)
         log.warning("%s: partitions lost; dropping the unflushed batch", self.group_id)
         self._pending.clear()
         self._pending.forget([(tp.topic, tp.partition) for tp in partitions])
@@ -123,6 +127,12 @@ class ViewRunner:
         conf = consumer_config(self.settings, self.group_id, **self._overrides)
         consumer = Consumer(conf)
         self._consumer = consumer
+        self._committer = Committer(
+            self.store,
+            self._dead_letters,
+            lambda offsets: consumer.commit(offsets=offsets, asynchronous=False),
+            self.group_id,
+        )
         try:
             if self.until_caught_up:
                 self.result.targets = self._end_offsets(consumer)
@@ -135,8 +145,12 @@ class ViewRunner:
             self._loop(consumer)
             self._flush(consumer)
         finally:
-            consumer.close()
-            self._consumer = None
+            try:
+                self._committer.close()
+            finally:
+                self._committer = None
+                consumer.close()
+                self._consumer = None
         return self.result
 
     def _end_offsets(self, consumer: Consumer) -> dict[TP, int]:
@@ -170,8 +184,8 @@ class ViewRunner:
             ):
                 self._flush(consumer)
             if self.until_caught_up and self._caught_up():
-                self._flush(consumer)
-                if self._caught_up():
+                self._flush(consumer)  # waits: caught up means committed
+                if self._caught_up() and not self._pending.dirty:
                     self.result.caught_up = True
                     return
 
@@ -229,28 +243,35 @@ class ViewRunner:
         if self.on_progress is not None:
             self.on_progress(len(messages))
 
-    def _flush(self, consumer: Consumer) -> None:
-        pending = self._pending
+    def _flush(self, consumer: Consumer, *, wait: bool = True) -> None:
+        """Hand the batch to the committer; with `wait`, return only once it is committed."""
         self._last_flush = time.monotonic()
-        if not pending.dirty:
+        if not self._settle(consumer):
             return
-        self._dead_letters.flush()
-        flush = pending.to_flush()
+        pending = self._pending
+        if pending.dirty:
+            flush = pending.to_flush()
+            pending.committed()  # the next batch is fenced on these offsets
+            assert self._committer is not None
+            self._committer.submit(flush)
+            self.result.flushes += 1
+        if wait:
+            self._settle(consumer)
+
+    def _settle(self, consumer: Consumer) -> bool:
+        """Wait for the in-flight flush; if it was fenced, drop what was read since and
+        rewind to the stored offsets. False when that happened."""
+        if self._committer is None:
+            return True
         try:
-            self.store.commit(flush)
+            self._committer.wait()
         except StaleOffsetError as exc:
             self.result.fenced += 1
             log.warning("%s: flush fenced (%s); rewinding to stored offsets", self.group_id, exc)
-            pending.clear()
+            self._pending.clear()
             self._rewind(consumer)
-            return
-        pending.committed()
-        self.result.flushes += 1
-        offsets = [TopicPartition(t, p, new) for t, p, _expected, new in flush.positions]
-        try:
-            consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:  # lag tools only: the store already has the truth
-            log.warning("%s: Kafka offset commit failed: %s", self.group_id, exc)
+            return False
+        return True
 
     def _rewind(self, consumer: Consumer) -> None:
         """After a fenced flush, seek every assigned partition back to its stored position."""
@@ -268,16 +289,16 @@ class ViewRunner:
         self._guards = {tp: p for tp, p in tracked.items() if p and p.guard_offset is not None}
 
     def _caught_up(self) -> bool:
+        """Every assigned partition has been read up to its target (flushed or not)."""
         if not self._assignment_seen:
             return False
-        if self._pending.dirty:
-            return False
         targets = self.result.targets
+        pending = self._pending
         for tp in self._assigned:
-            position = self._pending.started_at.get(tp)
             target = targets.get(tp)
             if target is None:
                 continue
+            position = pending.next_offsets.get(tp, pending.started_at.get(tp))
             if position is None:
                 if target > self._low_watermark(tp):
                     return False
