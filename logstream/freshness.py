@@ -83,9 +83,8 @@ def freshness_of(stats: StoreStats, topics: tuple[str, ...], ends: EndOffsets) -
             lag = None
             break
         for partition, end in end_offsets.items():
-            position = stats.positions.get((topic, partition))
-            applied = position.next_offset if position else 0
-            lag += max(0, end - applied)
+            stored = stats.positions.get((topic, partition))
+            lag = (lag or 0) + max(0, end - (stored.next_offset if stored else 0))
     skipped: list[dict[str, int | str]] = [
         {"topic": t, "partition": p, "from_offset": a, "to_offset": b}
         for t, p, a, b in stats.skipped

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from logstream.cli import broker, consume, ingest, schemas, stack, topics
+from logstream.cli import backfill, broker, consume, ingest, schemas, stack, topics
 from logstream.errors import LogstreamError
 
 __all__ = ["app", "main"]
@@ -24,6 +24,7 @@ app.add_typer(stack.app, name="stack")
 app.command()(consume.consume)
 app.command()(consume.views)
 app.command()(ingest.ingest)
+app.command()(backfill.backfill)
 
 
 def main() -> None:

@@ -17,7 +17,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from logstream.codec import Codec
 from logstream.errors import LogstreamError, StaleOffsetError
@@ -189,7 +196,7 @@ class ViewRunner:
                     self.result.caught_up = True
                     return
 
-    def _apply(self, messages: list) -> None:  # type: ignore[type-arg]
+    def _apply(self, messages: list[Message]) -> None:
         pending = self._pending
         counters = pending.counters
         next_offsets = pending.next_offsets
