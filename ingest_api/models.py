@@ -38,7 +38,9 @@ def _utf8_text(value: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError("contains an unpaired surrogate (\\ud800-\\udfff): not valid UTF-8") from None
+        raise ValueError(
+            "contains an unpaired surrogate (\\ud800-\\udfff): not valid UTF-8"
+        ) from None
     return value
 
 

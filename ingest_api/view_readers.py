@@ -1,16 +1,25 @@
-"""Read access to the view stores for the query API, opened lazily, one per view."""
+"""Read access to the view stores for the query API, opened lazily, one per view version.
+
+Each request resolves which version of a view is current once (the pointer `logstream
+promote` moves) and reads that version's store for the whole request, so a promotion
+switches answers atomically between two requests, never inside one.
+"""
 
 from __future__ import annotations
 
 import threading
+import time
 
 from logstream.freshness import EndOffsets
 from logstream.settings import Settings
 from logstream.stores.base import ViewStore
 from logstream.stores.factory import open_store
+from logstream.versions import VersionRegistry
 from logstream.view import View
 
 __all__ = ["ViewReaders"]
+
+POINTER_TTL_S = 0.5
 
 
 class ViewReaders:
@@ -19,11 +28,22 @@ class ViewReaders:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.end_offsets = EndOffsets(settings)
+        self.versions = VersionRegistry(settings)
         self._stores: dict[str, ViewStore] = {}
+        self._current: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
+    def current_version(self, view: View) -> str:
+        cached = self._current.get(view.name)
+        if cached is not None and time.monotonic() - cached[0] < POINTER_TTL_S:
+            return cached[1]
+        version = self.versions.current(view.name)
+        self._current[view.name] = (time.monotonic(), version)
+        return version
+
     def store(self, view: View) -> ViewStore:
-        namespace = view.namespace()
+        """The store of the view's current version."""
+        namespace = VersionRegistry.namespace(view.name, self.current_version(view))
         with self._lock:
             store = self._stores.get(namespace)
             if store is None:

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     broker_heap: str = "512m"
 
     # Topics
+    topic_prefix: str = Field(
+        default="",
+        description="Prepended to every event topic (e.g. `staging.`): several environments "
+        "or test runs can share one cluster.",
+    )
     topic_partitions: int = Field(default=6, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
     schema_dir: Path | None = None

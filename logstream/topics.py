@@ -5,7 +5,7 @@ from __future__ import annotations
 from logstream.kafka.admin import TopicSpec
 from logstream.settings import Settings
 
-__all__ = ["dlq_topic", "event_topic_specs"]
+__all__ = ["dlq_topic", "event_topic_specs", "resolve_topics"]
 
 EVENT_TOPIC_CONFIG = {
     "retention.ms": "-1",
@@ -13,6 +13,11 @@ EVENT_TOPIC_CONFIG = {
     "message.timestamp.type": "CreateTime",
     "cleanup.policy": "delete",
 }
+
+
+def resolve_topics(settings: Settings, topics: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The topic names in this deployment: the catalogue's names behind `topic_prefix`."""
+    return tuple(settings.topic_prefix + topic for topic in topics)
 
 
 def dlq_topic(topic: str) -> str:

@@ -24,6 +24,7 @@ from ingest_api.query_params import bad_param, parse_time_param, parse_wait_for
 from ingest_api.view_readers import ViewReaders
 from logstream.freshness import freshness_of
 from logstream.stores.base import ViewStore
+from logstream.topics import resolve_topics
 from logstream.view import View
 
 __all__ = ["router"]
@@ -45,11 +46,7 @@ def rfc3339(ms: int | None) -> str | None:
 
 
 def _readers(request: Request) -> ViewReaders:
-    readers = getattr(request.app.state, "view_readers", None)
-    if readers is None:
-        settings = getattr(request.app.state, "settings", None) or request.app.state.ingest.settings
-        readers = ViewReaders(settings)
-        request.app.state.view_readers = readers
+    readers: ViewReaders = request.app.state.view_readers
     return readers
 
 
@@ -62,7 +59,7 @@ def _wait_until_applied(
 ) -> None:
     if not wait_for:
         return
-    targets = parse_wait_for(wait_for, view.topics[0])
+    targets = parse_wait_for(wait_for, resolve_topics(readers.settings, view.topics)[0])
     bound_s = readers.settings.read_wait_max_s
     budget_s = min(bound_s, wait_ms / 1000) if wait_ms is not None else bound_s
     deadline = time.monotonic() + budget_s
@@ -89,7 +86,8 @@ def _wait_until_applied(
 def _answer(
     readers: ViewReaders, view: View, store: ViewStore, body: dict[str, Any]
 ) -> dict[str, Any]:
-    fresh = freshness_of(store.stats(), view.topics, readers.end_offsets)
+    topics = resolve_topics(readers.settings, view.topics)
+    fresh = freshness_of(store.stats(), topics, readers.end_offsets)
     body["freshness"] = {
         "offsets": fresh.offsets,
         "newest_event_at": rfc3339(fresh.newest_event_ms),
@@ -246,4 +244,3 @@ def likes_by_window(
             "next_cursor": next_cursor,
         },
     )
-

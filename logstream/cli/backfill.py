@@ -35,6 +35,8 @@ from logstream.backfill.planner import PartitionPlan
 from logstream.cli.output import fail, say
 from logstream.settings import load_settings
 from logstream.stores.factory import open_store
+from logstream.topics import resolve_topics
+from logstream.versions import VersionRegistry
 
 __all__ = ["backfill", "render_plan"]
 
@@ -93,11 +95,21 @@ def backfill(
         raise fail(str(exc), EXIT_USAGE) from None
     settings = load_settings()
     spec = get_view(view)
-    store = open_store(settings.store_url, settings.data_dir, spec.namespace(), spec.totals_series)
+    # The current version of the view: its store namespace is also its consumer group id.
+    namespace = VersionRegistry.namespace(spec.name, VersionRegistry(settings).current(spec.name))
+    store = open_store(settings.store_url, settings.data_dir, namespace, spec.totals_series)
     try:
         with KafkaState(settings) as kafka:
             try:
-                plan = make_plan(spec, target, scopes, positions=store.positions(), log=kafka)
+                plan = make_plan(
+                    spec,
+                    target,
+                    scopes,
+                    positions=store.positions(),
+                    log=kafka,
+                    group_id=namespace,
+                    topics=resolve_topics(settings, spec.topics),
+                )
             except TargetError as exc:
                 raise fail(str(exc), EXIT_USAGE) from None
             if not execute:

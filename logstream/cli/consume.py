@@ -11,53 +11,65 @@ import typer
 
 from logstream.cli.output import say
 from logstream.codec import Codec
-from logstream.runtime import ViewRunner
+from logstream.runtime import RunResult, ViewRunner
 from logstream.runtime.plan import partition_lags
 from logstream.schemas import SchemaCatalogue
-from logstream.settings import load_settings
+from logstream.settings import Settings, load_settings
 from logstream.stores.factory import open_store
+from logstream.topics import resolve_topics
+from logstream.versions import VersionRegistry
 
-__all__ = ["consume", "views"]
+__all__ = ["consume", "run_view", "views"]
+
+VersionOpt = Annotated[
+    str | None, typer.Option("--version", help="view version (default: the current one)")
+]
 
 
-def consume(
-    view: Annotated[str, typer.Argument(help="view name = consumer group id")],
-    until_caught_up: Annotated[
-        bool,
-        typer.Option("--until-caught-up", help="exit 0 once the log end seen at start is applied"),
-    ] = False,
-    progress: Annotated[
-        bool, typer.Option(help="show a progress bar (with --until-caught-up)")
-    ] = True,
-) -> None:
-    """Build VIEW from the log, exactly once; runs until SIGTERM/Ctrl-C unless --until-caught-up."""
+def run_view(
+    settings: Settings,
+    view_name: str,
+    version: str | None,
+    *,
+    until_caught_up: bool,
+    progress: bool,
+) -> tuple[str, RunResult]:
+    """Consume one version of a view as its own group (`name` or `name@vN`)."""
     from consumers import get_view
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    settings = load_settings()
-    spec = get_view(view)
+    spec = get_view(view_name)
+    registry = VersionRegistry(settings)
+    version = version or registry.current(view_name)
+    if version not in registry.versions(view_name):
+        raise typer.BadParameter(f"{view_name} has no version {version}", param_hint="--version")
+    namespace = VersionRegistry.namespace(view_name, version)
     catalogue = SchemaCatalogue.load(settings.resolved_schema_dir)
-    store = open_store(settings.store_url, settings.data_dir, spec.namespace(), spec.totals_series)
+    store = open_store(settings.store_url, settings.data_dir, namespace, spec.totals_series)
     bar = None
     if until_caught_up and progress:
         from tqdm import tqdm
 
-        total = sum(lag.lag for lag in partition_lags(settings, spec.topics, store.positions()))
+        total = sum(
+            lag.lag
+            for lag in partition_lags(
+                settings, resolve_topics(settings, spec.topics), store.positions()
+            )
+        )
         bar = tqdm(
             total=total,
             unit="ev",
-            desc=f"{view} replay",
+            desc=f"{namespace}",
             file=sys.stderr,
             disable=None,
             smoothing=0.1,
+            dynamic_ncols=True,
         )
     runner = ViewRunner(
         settings,
         spec,
         store,
         Codec(catalogue),
+        group_id=namespace,
         until_caught_up=until_caught_up,
         on_progress=bar.update if bar is not None else None,
     )
@@ -69,33 +81,61 @@ def consume(
         if bar is not None:
             bar.close()
         store.close()
+    return namespace, result
+
+
+def consume(
+    view: Annotated[str, typer.Argument(help="view name = consumer group id")],
+    until_caught_up: Annotated[
+        bool,
+        typer.Option("--until-caught-up", help="exit 0 once the log end seen at start is applied"),
+    ] = False,
+    progress: Annotated[
+        bool, typer.Option(help="progress bar (with --until-caught-up, on a terminal)")
+    ] = True,
+    version: VersionOpt = None,
+) -> None:
+    """Build VIEW from the log, exactly once; runs until SIGTERM/Ctrl-C unless --until-caught-up."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    namespace, result = run_view(
+        load_settings(), view, version, until_caught_up=until_caught_up, progress=progress
+    )
     say(
-        f"{view}: applied {result.events_applied} event(s), {result.dead_letters} dead letter(s), "
-        f"{result.flushes} flush(es)" + (", caught up" if result.caught_up else "")
+        f"{namespace}: applied {result.events_applied} event(s), "
+        f"{result.dead_letters} dead letter(s), {result.flushes} flush(es)"
+        + (", caught up" if result.caught_up else "")
     )
 
 
 def views() -> None:
-    """List each view: group, stored offsets, lag and dead-letter count."""
+    """List each view version: group, stored offsets, lag, dead letters, skipped ranges."""
     from consumers import VIEWS
 
     settings = load_settings()
+    registry = VersionRegistry(settings)
     for name, spec in VIEWS.items():
-        store = open_store(
-            settings.store_url, settings.data_dir, spec.namespace(), spec.totals_series
-        )
-        try:
-            stats = store.stats()
-        finally:
-            store.close()
-        lags = partition_lags(settings, spec.topics, stats.positions)
-        total_lag = sum(lag.lag for lag in lags)
-        say(
-            f"{name}  group={name}  lag={total_lag}  dlq={stats.dlq_count}  "
-            f"newest_event_ms={stats.max_event_ms}"
-        )
-        for lag in lags:
-            stored = "-" if lag.stored_offset is None else lag.stored_offset
-            say(f"  {lag.topic}[{lag.partition}] stored={stored} end={lag.log_end} lag={lag.lag}")
-        for topic, partition, start, end in stats.skipped:
-            say(f"  skipped {topic}[{partition}] offsets {start}..{end - 1}")
+        current = registry.current(name)
+        for version in registry.versions(name):
+            namespace = VersionRegistry.namespace(name, version)
+            store = open_store(settings.store_url, settings.data_dir, namespace, spec.totals_series)
+            try:
+                stats = store.stats()
+            finally:
+                store.close()
+            lags = partition_lags(settings, resolve_topics(settings, spec.topics), stats.positions)
+            marker = " (current)" if version == current else ""
+            say(
+                f"{name} {version}{marker}  group={namespace}  "
+                f"lag={sum(lag.lag for lag in lags)}  dlq={stats.dlq_count}  "
+                f"newest_event_ms={stats.max_event_ms}"
+            )
+            for lag in lags:
+                stored = "-" if lag.stored_offset is None else lag.stored_offset
+                say(
+                    f"  {lag.topic}[{lag.partition}] stored={stored} end={lag.log_end} "
+                    f"lag={lag.lag}"
+                )
+            for topic, partition, start, end in stats.skipped:
+                say(f"  skipped {topic}[{partition}] offsets {start}..{end - 1}")

@@ -7,7 +7,17 @@ import sys
 
 import typer
 
-from logstream.cli import backfill, broker, consume, ingest, schemas, stack, topics
+from logstream.cli import (
+    backfill,
+    broker,
+    consume,
+    ingest,
+    rebuild,
+    schemas,
+    stack,
+    topics,
+    transfer,
+)
 from logstream.errors import LogstreamError
 
 __all__ = ["app", "main"]
@@ -23,8 +33,13 @@ app.add_typer(schemas.app, name="schemas")
 app.add_typer(stack.app, name="stack")
 app.command()(consume.consume)
 app.command()(consume.views)
+app.command()(rebuild.rebuild)
+app.command()(rebuild.promote)
+app.command()(rebuild.drop)
 app.command()(ingest.ingest)
 app.command()(backfill.backfill)
+app.command("export")(transfer.export_)
+app.command("import")(transfer.import_)
 
 
 def main() -> None:

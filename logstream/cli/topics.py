@@ -9,7 +9,7 @@ import typer
 from logstream.cli.output import say
 from logstream.kafka.admin import create_topics, make_admin
 from logstream.settings import load_settings
-from logstream.topics import event_topic_specs
+from logstream.topics import event_topic_specs, resolve_topics
 
 __all__ = ["app"]
 
@@ -28,7 +28,7 @@ def create(
     catalogue = SchemaCatalogue.load(settings.resolved_schema_dir)
     specs = event_topic_specs(
         settings,
-        sorted(catalogue.topics()),
+        sorted(resolve_topics(settings, catalogue.topics())),
         partitions=partitions,
         replication_factor=replication_factor,
     )

@@ -34,6 +34,7 @@ from logstream.runtime.dlq import DeadLetters
 from logstream.runtime.pending import PendingBatch
 from logstream.settings import Settings
 from logstream.stores.base import Position, ViewStore
+from logstream.topics import resolve_topics
 from logstream.view import View
 
 __all__ = ["RunResult", "ViewRunner"]
@@ -75,7 +76,7 @@ class ViewRunner:
         self.store = store
         self.codec = codec
         self.group_id = group_id or view.name
-        self.topics = topics or view.topics
+        self.topics = topics or resolve_topics(settings, view.topics)
         self.until_caught_up = until_caught_up
         self.on_progress = on_progress
         self._overrides = consumer_overrides or {}

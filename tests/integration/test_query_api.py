@@ -38,16 +38,23 @@ def built(kafka_bootstrap, codec, tmp_path_factory):
     from confluent_kafka.admin import AdminClient, NewTopic
 
     topic = f"likes-q-{id(codec)}"
-    AdminClient({"bootstrap.servers": kafka_bootstrap}).create_topics(
-        [NewTopic(topic, 4, 1)])[topic].result(timeout=30)
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})  # must outlive the future
+    admin.create_topics([NewTopic(topic, 4, 1)])[topic].result(timeout=30)
     events = generate_likes(5_000, seed=21, urls=50, users=300)
     produce_likes(kafka_bootstrap, topic, events, codec)
     data_dir = tmp_path_factory.mktemp("views")
     settings = Settings(bootstrap_servers=kafka_bootstrap, data_dir=data_dir)
     for name, view in VIEWS.items():
         store = open_store(None, data_dir, view.namespace(), view.totals_series)
-        ViewRunner(settings, view, store, codec, topics=(topic,), group_id=f"{name}-{topic}",
-                   until_caught_up=True).run()
+        ViewRunner(
+            settings,
+            view,
+            store,
+            codec,
+            topics=(topic,),
+            group_id=f"{name}-{topic}",
+            until_caught_up=True,
+        ).run()
         store.close()
     app = create_app(settings, topic_overrides={"like": topic})
     with TestClient(app) as client:
@@ -80,8 +87,10 @@ def test_top_ranks_by_count_then_url_and_honours_a_range(built):
     since, until = BASE_MS + DAY_MS, BASE_MS + 2 * DAY_MS  # whole hours
     in_range = Counter(e["url"] for e in events if since <= e["occurred_at"] < until)
     ranked = sorted(in_range.items(), key=lambda kv: (-kv[1], kv[0]))
-    body = client.get("/v1/views/likes-by-url/top",
-                      params={"limit": 5, "since": rfc3339(since), "until": str(until)}).json()
+    body = client.get(
+        "/v1/views/likes-by-url/top",
+        params={"limit": 5, "since": rfc3339(since), "until": str(until)},
+    ).json()
     assert [(i["url"], i["count"]) for i in body["items"]] == ranked[:5]
 
 
@@ -90,8 +99,12 @@ def test_windows_page_through_exactly(built):
     expected = expected_views(events)
     url = next(iter(expected.url))
     for size, key in (("1h", url), ("1d", ""), ("1m", url)):
-        params = {"size": size, "since": str(BASE_MS - 5 * DAY_MS),
-                  "until": "2026-02-01T00:00:00Z", "limit": 13}
+        params = {
+            "size": size,
+            "since": str(BASE_MS - 5 * DAY_MS),
+            "until": "2026-02-01T00:00:00Z",
+            "limit": 13,
+        }
         if key:
             params["url"] = key
         got: dict[str, int] = {}
@@ -108,8 +121,10 @@ def test_windows_page_through_exactly(built):
         assert got == want, size
         assert starts == sorted(starts)
         assert len(starts) == len(set(starts))
-    one = client.get("/v1/views/likes-by-window", params={
-        "size": "1d", "since": str(BASE_MS), "until": str(BASE_MS + DAY_MS)}).json()
+    one = client.get(
+        "/v1/views/likes-by-window",
+        params={"size": "1d", "since": str(BASE_MS), "until": str(BASE_MS + DAY_MS)},
+    ).json()
     w = one["windows"][0]
     assert (w["start"], w["end"]) == (rfc3339(BASE_MS), rfc3339(BASE_MS + SIZES["1d"]))
 
@@ -118,11 +133,13 @@ def test_windows_page_through_exactly(built):
     ("path", "params", "field"),
     [
         ("/v1/views/likes-by-window", {"size": "2m", "since": "0", "until": "10"}, "size"),
-        ("/v1/views/likes-by-window", {"size": "1h", "since": "yesterday", "until": "10"},
-         "since"),
+        ("/v1/views/likes-by-window", {"size": "1h", "since": "yesterday", "until": "10"}, "since"),
         ("/v1/views/likes-by-window", {"size": "1h", "since": "10", "until": "5"}, "until"),
-        ("/v1/views/likes-by-window", {"size": "1h", "since": "0", "until": "10",
-                                       "cursor": "%%%"}, "cursor"),
+        (
+            "/v1/views/likes-by-window",
+            {"size": "1h", "since": "0", "until": "10", "cursor": "%%%"},
+            "cursor",
+        ),
         ("/v1/views/likes-by-window", {"size": "1h", "until": "10"}, "since"),
         ("/v1/views/likes-by-url", {}, "url"),
         ("/v1/views/likes-by-url/top", {"limit": "0"}, "limit"),
@@ -139,8 +156,7 @@ def test_bad_parameters_are_named(built, path, params, field):
 
 def test_read_your_writes(kafka_bootstrap, make_topic, codec, tmp_path):
     topic = make_topic(partitions=3)
-    settings = Settings(bootstrap_servers=kafka_bootstrap, data_dir=tmp_path,
-                        flush_interval_s=0.2)
+    settings = Settings(bootstrap_servers=kafka_bootstrap, data_dir=tmp_path, flush_interval_s=0.2)
     view = VIEWS["likes-by-url"]
     store = open_store(None, tmp_path, view.namespace(), view.totals_series)
     runner = ViewRunner(settings, view, store, codec, topics=(topic,), group_id=f"ryw-{topic}")
@@ -152,13 +168,16 @@ def test_read_your_writes(kafka_bootstrap, make_topic, codec, tmp_path):
             assert posted.status_code == 202
             ack = posted.json()
             target = f"{ack['topic']}:{ack['partition']}:{ack['offset']}"
-            body = client.get("/v1/views/likes-by-url",
-                              params={"url": "https://ryw", "wait_for": target}).json()
+            body = client.get(
+                "/v1/views/likes-by-url", params={"url": "https://ryw", "wait_for": target}
+            ).json()
             assert body["count"] == 1
             assert body["freshness"]["offsets"][topic][str(ack["partition"])] > ack["offset"]
             too_far = f"{topic}:{ack['partition']}:{ack['offset'] + 1000}"
-            late = client.get("/v1/views/likes-by-url", params={
-                "url": "https://ryw", "wait_for": too_far, "wait_ms": 300})
+            late = client.get(
+                "/v1/views/likes-by-url",
+                params={"url": "https://ryw", "wait_for": too_far, "wait_ms": 300},
+            )
             assert late.status_code == 504
     finally:
         runner.stop()

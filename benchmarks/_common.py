@@ -1,0 +1,184 @@
+"""Helpers shared by the benchmarks: a broker to run against, a like stream, percentiles.
+
+Why a module of its own: every benchmark needs the same "use LOGSTREAM_BENCH_BOOTSTRAP or
+start a private broker" rule and the same realistic event stream, and a benchmark must not
+import the tests (their fixtures and generators may change for test reasons).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import math
+import os
+import random
+import resource
+import socket
+import sys
+import tempfile
+import uuid
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import accumulate
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+__all__ = [
+    "BASE_MS",
+    "DAY_MS",
+    "REPO",
+    "LikeStream",
+    "bench_broker",
+    "create_topic",
+    "delete_topics",
+    "free_port_block",
+    "partition_of",
+    "peak_rss_mb",
+    "percentile",
+]
+
+DAY_MS = 86_400_000
+BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: fixed, so runs are comparable
+
+
+def free_port_block(size: int = 2) -> int:
+    """The first of `size` consecutive free loopback ports (a broker needs two)."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port + size >= 65000:
+            continue
+        try:
+            for offset in range(size):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no block of free loopback ports found")
+
+
+@contextmanager
+def bench_broker(heap: str = "1g") -> Iterator[tuple[str, bool]]:
+    """Yield (bootstrap servers, private?): LOGSTREAM_BENCH_BOOTSTRAP if set, else a private
+    local broker on free ports with its data in a temporary folder, stopped afterwards.
+
+    A private broker keeps the benchmark from touching a developer's `make up` data, and its
+    fresh log makes runs repeatable.
+    """
+    external = os.environ.get("LOGSTREAM_BENCH_BOOTSTRAP")
+    if external:
+        yield external, False
+        return
+    from logstream.broker.assemble import ensure_kafka_runtime
+    from logstream.broker.local import LocalCluster
+    from logstream.settings import load_settings
+
+    settings = load_settings()
+    runtime = ensure_kafka_runtime(settings.kafka_version, settings.kafka_cache_dir)
+    with tempfile.TemporaryDirectory(prefix="logstream-bench-broker-") as tmp:
+        port = free_port_block(2)
+        cluster = LocalCluster(runtime, Path(tmp), port=port, controller_port=port + 1, heap=heap)
+        cluster.start()
+        try:
+            yield cluster.bootstrap_servers, True
+        finally:
+            cluster.stop()
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    """Create a topic and wait for it; the name is fresh, so an existing one is an error."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    futures[name].result(timeout=60)
+
+
+def delete_topics(bootstrap: str, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with `prefix` (benchmark leftovers on an
+    external broker, including the changelog topics Quix Streams creates)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    names = [t for t in admin.list_topics(timeout=30).topics if prefix in t]
+    if names:
+        for future in admin.delete_topics(names).values():
+            # best effort: a leftover topic is not a benchmark failure
+            with contextlib.suppress(Exception):
+                future.result(timeout=60)
+    return names
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """librdkafka's default (consistent_random) partitioner for a non-empty key: CRC-32 of
+    the key modulo the partition count. Computing it lets producer processes split a stream
+    by partition while every key lands where ingest would put it."""
+    return zlib.crc32(key) % partitions
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted list (NaN when empty)."""
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MiB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class LikeStream:
+    """A deterministic like stream shaped like real traffic.
+
+    - URLs are Zipf-like (weight 1/rank) over `urls` distinct pages: a few hot keys and a
+      long tail, which is what makes per-batch aggregation pay off (or not);
+    - `users` distinct users, uniform: the likes-by-user view sees a huge key space;
+    - event time rises over `days` with +-2 minutes of jitter (out of order within a
+      partition) and `late_fraction` of events 1 hour to 2 days late.
+    The stream is a function of the seed alone; producers that split it must split it by
+    partition (see `partition_of`), so each partition holds its events in stream order and
+    the out-of-orderness is the generator's, not a race between producer processes.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        *,
+        seed: int = 11,
+        urls: int = 100_000,
+        users: int = 1_000_000,
+        days: int = 4,
+        late_fraction: float = 0.1,
+    ) -> None:
+        self.n = n
+        self.seed = seed
+        self.users = users
+        self.span_ms = days * DAY_MS
+        self.late_fraction = late_fraction
+        self.url_names = [f"https://example.com/page/{rank}" for rank in range(urls)]
+        self._cum = list(accumulate(1.0 / (rank + 1) for rank in range(urls)))
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """The whole stream, in order (about 5 us per event)."""
+        cum, total, names = self._cum, self._cum[-1], self.url_names
+        span, n, late = self.span_ms, self.n, self.late_fraction
+        rng = random.Random(self.seed)
+        for i in range(n):
+            t = BASE_MS + span * i // n + rng.randint(-120_000, 120_000)
+            if rng.random() < late:
+                t -= rng.randint(3_600_000, 2 * DAY_MS)
+            yield {
+                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "url": names[bisect.bisect_left(cum, rng.random() * total)],
+                "user_id": f"user-{rng.randrange(self.users)}",
+                "occurred_at": max(t, BASE_MS - 2 * DAY_MS),
+            }

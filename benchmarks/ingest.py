@@ -1,0 +1,401 @@
+"""Ingest benchmark: `make bench-ingest` (or `python benchmarks/ingest.py [--duration S]`).
+
+Measures, in one run and on the same server settings (uvicorn, 1 worker, no access log):
+- single-event POST /v1/events/likes: requests/s, p50/p99 latency at concurrency 32 and 128;
+- the same against a no-op FastAPI POST endpoint (reads the body, answers 202): the
+  framework's ceiling;
+- batches of 1,000 events: events/s;
+- a raw encode-and-produce loop (codec + confluent-kafka, acks=all, no HTTP): the client's
+  ceiling.
+Prints a JSON document and a table with the ratios against the targets (single >= 60% of
+no-op, batch >= 50% of raw loop).
+
+Broker: LOGSTREAM_BENCH_BOOTSTRAP if set, else a private local broker on free ports with its
+data in a temporary folder (stopped at the end). Each server runs in its own process and the
+load generator in another (a small keep-alive HTTP/1.1 client on uvloop, so the generator costs
+less CPU than the server it measures). On a 2-core machine the broker, the server and the load
+generator share the cores: absolute numbers are low, ratios are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+BATCH_SIZE = 1000
+URLS = 1000  # distinct urls, hence keys, spread over the partitions
+
+
+# ----- helpers ---------------------------------------------------------------------------------
+def free_port(size: int = 1) -> int:
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port + size >= 65000:
+            continue
+        try:
+            for offset in range(size):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port block")
+
+
+def like(i: int) -> dict[str, Any]:
+    return {"url": f"https://example.com/page/{i % URLS}", "user_id": f"user-{i % 977}"}
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+# ----- servers (run in child processes) -------------------------------------------------------
+def serve(kind: str, port: int, bootstrap: str, topic: str) -> None:
+    import uvicorn
+
+    if kind == "ingest":
+        from ingest_api.app import create_app
+        from logstream.settings import load_settings
+
+        app: Any = create_app(
+            load_settings(bootstrap_servers=bootstrap), topic_overrides={"like": topic}
+        )
+    else:
+        app = FastAPI()
+
+        @app.get("/healthz")
+        async def healthz() -> dict[str, str]:
+            return {"status": "ok"}
+
+        @app.post("/v1/events/likes")
+        async def noop(request: Request) -> JSONResponse:
+            await request.body()
+            return JSONResponse({"event_id": "x", "topic": topic, "partition": 0, "offset": 0}, 202)
+
+    uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
+
+
+@contextmanager
+def server(kind: str, bootstrap: str, topic: str) -> Any:
+    port = free_port()
+    argv = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
+    argv += ["--bootstrap", bootstrap, "--topic", topic]
+    proc = subprocess.Popen(argv, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{kind} server did not start") from None
+                time.sleep(0.2)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+# ----- load generator (runs in a child process) -----------------------------------------------
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def _load(
+    port: int, path: str, bodies: list[bytes], concurrency: int, warmup: float, duration: float
+) -> dict[str, Any]:
+    requests = [
+        (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+        for body in bodies
+    ]
+    clock = time.perf_counter  # uvloop's loop.time() ticks in whole milliseconds
+    start = clock()
+    measure_from = start + warmup
+    stop_at = measure_from + duration
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+
+    async def worker(n: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        i = n
+        while True:
+            sent = clock()
+            if sent >= stop_at:
+                break
+            writer.write(requests[i % len(requests)])
+            status = await _read_response(reader)
+            done = clock()
+            if sent >= measure_from:
+                latencies.append(done - sent)
+                statuses[status] = statuses.get(status, 0) + 1
+            i += concurrency
+        writer.close()
+
+    await asyncio.gather(*(worker(n) for n in range(concurrency)))
+    latencies.sort()
+    ok = sum(count for status, count in statuses.items() if 200 <= status < 300)
+    return {
+        "requests": len(latencies),
+        "ok": ok,
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "requests_per_s": ok / duration,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+    }
+
+
+def load_main(port: int, mode: str, concurrency: int, warmup: float, duration: float) -> None:
+    import uvloop
+
+    if mode == "batch":
+        path = "/v1/events/likes/batch"
+        bodies = [
+            json.dumps([like(b * BATCH_SIZE + i) for i in range(BATCH_SIZE)]).encode()
+            for b in range(8)
+        ]
+    else:
+        path = "/v1/events/likes"
+        bodies = [json.dumps(like(i)).encode() for i in range(URLS)]
+    result = uvloop.run(_load(port, path, bodies, concurrency, warmup, duration))
+    print(json.dumps(result))
+
+
+def run_load(
+    port: int, mode: str, concurrency: int, warmup: float, duration: float
+) -> dict[str, Any]:
+    argv = [sys.executable, __file__, "--load", mode, "--port", str(port)]
+    argv += [
+        "--concurrency",
+        str(concurrency),
+        "--warmup",
+        str(warmup),
+        "--duration",
+        str(duration),
+    ]
+    out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+# ----- raw client ceiling (runs in a child process) -------------------------------------------
+def raw_main(bootstrap: str, topic: str, warmup: float, duration: float) -> None:
+    from confluent_kafka import Producer
+
+    from logstream.codec import Codec
+    from logstream.kafka.config import producer_config
+    from logstream.schemas import SchemaCatalogue
+    from logstream.settings import load_settings
+
+    settings = load_settings(bootstrap_servers=bootstrap)
+    codec = Codec(SchemaCatalogue.load(settings.resolved_schema_dir))
+    producer = Producer(producer_config(settings))
+    acked = [0]
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err is None:
+            acked[0] += 1
+
+    start = time.monotonic()
+    counted_from = 0
+    measuring = False
+    i = 0
+    while True:
+        now = time.monotonic()
+        if not measuring and now >= start + warmup:
+            producer.flush(30)
+            counted_from, measuring, measure_start = acked[0], True, time.monotonic()
+        if measuring and now >= measure_start + duration:
+            break
+        event = like(i)
+        record = {
+            "event_id": str(uuid.uuid4()),
+            "url": event["url"],
+            "user_id": event["user_id"],
+            "occurred_at": int(time.time() * 1000),
+        }
+        try:
+            producer.produce(
+                topic,
+                value=codec.encode("like", record),
+                key=event["url"].encode(),
+                timestamp=record["occurred_at"],
+                on_delivery=on_delivery,
+            )
+        except BufferError:
+            producer.poll(0.01)
+            continue
+        i += 1
+        if i % 1000 == 0:
+            producer.poll(0)
+    producer.flush(30)
+    elapsed = time.monotonic() - measure_start
+    print(json.dumps({"events_per_s": (acked[0] - counted_from) / elapsed}))
+
+
+def run_raw(bootstrap: str, topic: str, warmup: float, duration: float) -> dict[str, Any]:
+    argv = [sys.executable, __file__, "--raw", "--bootstrap", bootstrap, "--topic", topic]
+    argv += ["--warmup", str(warmup), "--duration", str(duration)]
+    out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+# ----- orchestration ---------------------------------------------------------------------------
+@contextmanager
+def broker() -> Any:
+    external = os.environ.get("LOGSTREAM_BENCH_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    from logstream.broker.assemble import ensure_kafka_runtime
+    from logstream.broker.local import LocalCluster
+    from logstream.settings import load_settings
+
+    settings = load_settings()
+    runtime = ensure_kafka_runtime(settings.kafka_version, settings.kafka_cache_dir)
+    with tempfile.TemporaryDirectory(prefix="logstream-bench-") as data:
+        port = free_port(2)
+        cluster = LocalCluster(runtime, Path(data), port=port, controller_port=port + 1, heap="1g")
+        print(f"starting a private broker on 127.0.0.1:{port} ...", file=sys.stderr)
+        cluster.start()
+        try:
+            yield cluster.bootstrap_servers
+        finally:
+            cluster.stop()
+
+
+def make_topic(bootstrap: str) -> str:
+    from logstream.kafka.admin import create_topics, make_admin
+    from logstream.settings import load_settings
+    from logstream.topics import event_topic_specs
+
+    settings = load_settings(bootstrap_servers=bootstrap)
+    topic = f"bench-likes-{uuid.uuid4().hex[:8]}"
+    create_topics(make_admin(settings), event_topic_specs(settings, [topic], partitions=6))
+    return topic
+
+
+def orchestrate(warmup: float, duration: float) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "settings": {"warmup_s": warmup, "duration_s": duration, "batch_size": BATCH_SIZE},
+    }
+    with ExitStack() as stack:
+        bootstrap = stack.enter_context(broker())
+        topic = make_topic(bootstrap)
+        results["broker"] = bootstrap
+        for kind in ("noop", "ingest"):
+            with server(kind, bootstrap, topic) as port:
+                for concurrency in (32, 128):
+                    print(f"{kind} single c={concurrency} ...", file=sys.stderr)
+                    results[f"{kind}_single_c{concurrency}"] = run_load(
+                        port, "single", concurrency, warmup, duration
+                    )
+                if kind == "ingest":
+                    print("ingest batch ...", file=sys.stderr)
+                    batch = run_load(port, "batch", 4, warmup, duration)
+                    batch["events_per_s"] = batch["requests_per_s"] * BATCH_SIZE
+                    results["ingest_batch_1000"] = batch
+        print("raw encode-and-produce loop ...", file=sys.stderr)
+        results["raw_produce_loop"] = run_raw(bootstrap, topic, warmup, duration)
+    ratios = {
+        f"single_c{c}_vs_noop": results[f"ingest_single_c{c}"]["requests_per_s"]
+        / results[f"noop_single_c{c}"]["requests_per_s"]
+        for c in (32, 128)
+    }
+    ratios["batch_vs_raw_loop"] = (
+        results["ingest_batch_1000"]["events_per_s"] / results["raw_produce_loop"]["events_per_s"]
+    )
+    results["ratios"] = ratios
+    return results
+
+
+def table(r: dict[str, Any]) -> str:
+    rows = [("measurement", "rate", "p50 ms", "p99 ms")]
+    for key in ("noop_single_c32", "ingest_single_c32", "noop_single_c128", "ingest_single_c128"):
+        m = r[key]
+        rows.append(
+            (key, f"{m['requests_per_s']:,.0f} req/s", f"{m['p50_ms']:.1f}", f"{m['p99_ms']:.1f}")
+        )
+    b = r["ingest_batch_1000"]
+    rows.append(
+        (
+            "ingest_batch_1000 (c=4)",
+            f"{b['events_per_s']:,.0f} ev/s",
+            f"{b['p50_ms']:.1f}",
+            f"{b['p99_ms']:.1f}",
+        )
+    )
+    rows.append(
+        ("raw_produce_loop", f"{r['raw_produce_loop']['events_per_s']:,.0f} ev/s", "-", "-")
+    )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
+    targets = {"single_c32_vs_noop": 0.6, "single_c128_vs_noop": 0.6, "batch_vs_raw_loop": 0.5}
+    lines.append("")
+    for name, value in r["ratios"].items():
+        verdict = "meets" if value >= targets[name] else "MISSES"
+        lines.append(f"{name}: {value:.0%} ({verdict} target {targets[name]:.0%})")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--serve", choices=["ingest", "noop"], help=argparse.SUPPRESS)
+    parser.add_argument("--load", choices=["single", "batch"], help=argparse.SUPPRESS)
+    parser.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--concurrency", type=int, default=32, help=argparse.SUPPRESS)
+    parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port, args.bootstrap, args.topic)
+    elif args.load:
+        load_main(args.port, args.load, args.concurrency, args.warmup, args.duration)
+    elif args.raw:
+        raw_main(args.bootstrap, args.topic, args.warmup, args.duration)
+    else:
+        results = orchestrate(args.warmup, args.duration)
+        print(json.dumps(results, indent=2))
+        print(table(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""`POST /v1/events/likes` and `/likes/batch`: append events, answer once they are in the log.
+
+A 202 means the broker acknowledged every event in it (acks=all, idempotent producer).
+A batch is validated whole before anything is produced: one bad event, nothing written.
+If the broker then fails part of a batch, the 503 lists per event which ones are in the log.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from ingest_api.body import JSON, NDJSON, media_type, parse_json, parse_ndjson, read_body
+from ingest_api.deps import state_of
+from ingest_api.errors import ApiError
+from ingest_api.models import (
+    BatchAccepted,
+    BatchFailed,
+    ErrorBody,
+    EventAccepted,
+    FieldError,
+    LikeCreate,
+)
+from ingest_api.service import EventRejected, prepare_like
+from ingest_api.timestamps import now_ms
+from logstream.producer import BrokerUnavailableError, OutgoingMessage
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+KNOWN_EVENT_TYPES = ("likes",)
+MAX_REPORTED_PROBLEMS = 100
+
+_LIKE_SCHEMA = LikeCreate.model_json_schema()
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Malformed JSON"},
+    413: {"model": ErrorBody, "description": "Body (or batch) too large"},
+    415: {"model": ErrorBody, "description": "Wrong Content-Type"},
+    422: {"model": ErrorBody, "description": "Schema violation; `fields` names each problem"},
+}
+
+
+def _body_spec(content: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def _broker_error(exc: BrokerUnavailableError) -> ApiError:
+    return ApiError(
+        503,
+        "broker_unavailable",
+        f"{exc}; nothing was acknowledged, retry with the same event_id",
+        headers={"Retry-After": str(exc.retry_after_s)},
+    )
+
+
+@router.post(
+    "/likes",
+    status_code=202,
+    response_model=EventAccepted,
+    responses={
+        **_ERRORS,
+        503: {"model": ErrorBody, "description": "Broker unavailable; see Retry-After"},
+    },
+    openapi_extra=_body_spec({JSON: {"schema": _LIKE_SCHEMA}}),
+)
+async def post_like(request: Request) -> JSONResponse:
+    """Append one Like; answers 202 once the broker has acknowledged it."""
+    state = state_of(request)
+    media_type(request, (JSON,))
+    data = parse_json(await read_body(request, state.settings.ingest_max_body_bytes))
+    try:
+        message, event_id = prepare_like(state, data, now=now_ms())
+    except EventRejected as exc:
+        raise ApiError(422, "validation_failed", _summary(exc.fields), exc.fields) from None
+    try:
+        delivery = await state.producer.send(
+            message.topic, message.key, message.value, message.timestamp_ms
+        )
+    except BrokerUnavailableError as exc:
+        raise _broker_error(exc) from None
+    return JSONResponse(
+        {
+            "event_id": event_id,
+            "topic": delivery.topic,
+            "partition": delivery.partition,
+            "offset": delivery.offset,
+        },
+        status_code=202,
+    )
+
+
+@router.post(
+    "/likes/batch",
+    status_code=202,
+    response_model=BatchAccepted,
+    responses={
+        **_ERRORS,
+        503: {
+            "model": BatchFailed,
+            "description": "The broker failed some events: `events` says which are in the log",
+        },
+    },
+    openapi_extra=_body_spec(
+        {
+            JSON: {"schema": {"type": "array", "items": _LIKE_SCHEMA, "minItems": 1}},
+            NDJSON: {"schema": {"type": "string", "description": "one Like JSON object per line"}},
+        }
+    ),
+)
+async def post_like_batch(request: Request) -> JSONResponse:
+    """Append many Likes, all or none validated; answers 202 once all are acknowledged."""
+    state = state_of(request)
+    settings = state.settings
+    kind = media_type(request, (JSON, NDJSON))
+    body = await read_body(request, settings.ingest_max_body_bytes)
+    if kind == NDJSON:
+        items = parse_ndjson(body)
+    else:
+        items = parse_json(body)
+        if not isinstance(items, list):
+            raise ApiError(422, "validation_failed", "a batch is a JSON array of events")
+    if len(items) > settings.ingest_max_batch_events:
+        raise ApiError(
+            413,
+            "too_many_events",
+            f"{len(items):,} events; at most {settings.ingest_max_batch_events:,} per batch "
+            "(LOGSTREAM_INGEST_MAX_BATCH_EVENTS)",
+        )
+    if not items:
+        raise ApiError(422, "validation_failed", "the batch holds no events")
+    messages, event_ids = _prepare_all(state, items)
+    outcomes = await state.producer.send_many(messages)
+    results: list[dict[str, Any]] = []
+    for index, (message, event_id, outcome) in enumerate(
+        zip(messages, event_ids, outcomes, strict=True)
+    ):
+        entry: dict[str, Any] = {"index": index, "event_id": event_id, "topic": message.topic}
+        if outcome.delivery is not None:
+            entry.update(
+                status="written",
+                partition=outcome.delivery.partition,
+                offset=outcome.delivery.offset,
+            )
+        else:
+            entry.update(status="failed", error=outcome.error)
+        results.append(entry)
+    written = sum(1 for o in outcomes if o.ok)
+    if written == len(results):
+        return JSONResponse({"accepted": written, "events": results}, status_code=202)
+    failed = len(results) - written
+    error = ApiError(
+        503,
+        "broker_unavailable",
+        f"{failed} of {len(results)} events were not acknowledged by the broker; those with "
+        "status 'failed' are not confirmed in the log: resend them with the same event_id",
+        headers={"Retry-After": str(max(1, round(settings.ingest_ack_timeout_s)))},
+        extra={"accepted": written, "events": results},
+    )
+    return error.response()
+
+
+def _prepare_all(state: Any, items: list[Any]) -> tuple[list[OutgoingMessage], list[str]]:
+    """Validate and encode every event, or raise one 422 naming each bad index and field."""
+    now = now_ms()
+    messages: list[OutgoingMessage] = []
+    event_ids: list[str] = []
+    problems: list[FieldError] = []
+    bad_events = 0
+    for index, item in enumerate(items):
+        try:
+            message, event_id = prepare_like(state, item, now=now)
+        except EventRejected as exc:
+            bad_events += 1
+            problems.extend(f.model_copy(update={"index": index}) for f in exc.fields)
+            continue
+        messages.append(message)
+        event_ids.append(event_id)
+    if problems:
+        shown = problems[:MAX_REPORTED_PROBLEMS]
+        more = f" (first {len(shown)} problems listed)" if len(problems) > len(shown) else ""
+        raise ApiError(
+            422,
+            "validation_failed",
+            f"{bad_events} of {len(items)} events are invalid; nothing was written{more}",
+            shown,
+        )
+    return messages, event_ids
+
+
+def _summary(fields: list[FieldError]) -> str:
+    names = ", ".join(sorted({f.field or "(event)" for f in fields}))
+    return f"the event is invalid ({names}); nothing was written"
+
+
+@router.post("/{event_type}", include_in_schema=False, response_model=None)
+@router.post("/{event_type}/batch", include_in_schema=False, response_model=None)
+async def unknown_event_type(event_type: str) -> NoReturn:
+    """Any other event type: 404 naming the known ones."""
+    known = ", ".join(f"/v1/events/{name}" for name in KNOWN_EVENT_TYPES)
+    raise ApiError(404, "unknown_event_type", f"no event type {event_type!r}; known: {known}")

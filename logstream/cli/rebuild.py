@@ -1,0 +1,94 @@
+"""Zero-downtime rebuilds: `logstream rebuild VIEW`, `promote VIEW`, `drop VIEW --version`.
+
+A rebuild is a new version of the view with its own group id and store (`VIEW@vN`), built
+from the earliest offset while the current version keeps answering queries. `promote`
+moves the query pointer atomically once the new version has caught up; the old version is
+kept (and can still be consumed) until dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from logstream.cli.consume import VersionOpt, run_view
+from logstream.cli.output import fail, say
+from logstream.runtime.plan import partition_lags
+from logstream.settings import load_settings
+from logstream.stores.factory import drop_store, open_store
+from logstream.topics import resolve_topics
+from logstream.versions import VersionRegistry
+
+__all__ = ["drop", "promote", "rebuild"]
+
+EXIT_REFUSED = 4
+
+
+def rebuild(
+    view: Annotated[str, typer.Argument(help="view name")],
+    progress: Annotated[bool, typer.Option(help="progress bar on a terminal")] = True,
+) -> None:
+    """Build a new version of VIEW from the earliest offset, beside the current one."""
+    from consumers import get_view
+
+    get_view(view)
+    settings = load_settings()
+    version = VersionRegistry(settings).create_next(view)
+    say(
+        f"building {view} {version} (group {VersionRegistry.namespace(view, version)}) "
+        "from the earliest offset; the current version keeps answering"
+    )
+    namespace, result = run_view(settings, view, version, until_caught_up=True, progress=progress)
+    say(f"{namespace}: caught up after {result.events_applied} event(s)")
+    say(f"keep it live: logstream consume {view} --version {version}")
+    say(f"switch queries: logstream promote {view} --version {version}")
+
+
+def promote(
+    view: Annotated[str, typer.Argument(help="view name")],
+    version: VersionOpt = None,
+    max_lag: Annotated[int, typer.Option(help="most events the version may be behind")] = 0,
+) -> None:
+    """Switch queries of VIEW to VERSION (default: the newest) once it has caught up."""
+    from consumers import get_view
+
+    spec = get_view(view)
+    settings = load_settings()
+    registry = VersionRegistry(settings)
+    version = version or registry.versions(view)[-1]
+    if version not in registry.versions(view):
+        raise fail(f"{view} has no version {version}: {', '.join(registry.versions(view))}")
+    namespace = VersionRegistry.namespace(view, version)
+    store = open_store(settings.store_url, settings.data_dir, namespace, spec.totals_series)
+    try:
+        positions = store.positions()
+    finally:
+        store.close()
+    topics = resolve_topics(settings, spec.topics)
+    lag = sum(p.lag for p in partition_lags(settings, topics, positions))
+    if lag > max_lag:
+        raise fail(
+            f"{namespace} is {lag} event(s) behind the log (allowed {max_lag}): "
+            f"run logstream consume {view} --version {version} and retry",
+            EXIT_REFUSED,
+        )
+    registry.set_current(view, version)
+    say(f"{view}: queries now read {version} ({namespace}), {lag} event(s) behind")
+
+
+def drop(
+    view: Annotated[str, typer.Argument(help="view name")],
+    version: Annotated[str, typer.Option("--version", help="version to delete")],
+) -> None:
+    """Delete an old version's state; the current version cannot be dropped."""
+    from consumers import get_view
+
+    get_view(view)
+    settings = load_settings()
+    registry = VersionRegistry(settings)
+    if registry.current(view) == version:
+        raise fail(f"{view} {version} is current: promote another version first", EXIT_REFUSED)
+    registry.forget(view, version)
+    drop_store(settings.store_url, settings.data_dir, VersionRegistry.namespace(view, version))
+    say(f"dropped {view} {version}")
