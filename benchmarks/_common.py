@@ -16,7 +16,6 @@ import resource
 import socket
 import sys
 import tempfile
-import uuid
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +42,8 @@ __all__ = [
 ]
 
 DAY_MS = 86_400_000
+# RFC 4122 variant: the first hex digit of the 4th group is one of 8, 9, a, b.
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: fixed, so runs are comparable
 
 
@@ -168,17 +169,25 @@ class LikeStream:
         self._cum = list(accumulate(1.0 / (rank + 1) for rank in range(urls)))
 
     def events(self) -> Iterator[dict[str, Any]]:
-        """The whole stream, in order (about 5 us per event)."""
+        """The whole stream, in order.
+
+        Written for speed (about 2 us per event; every producer process generates the whole
+        stream): floats instead of randint/randrange, a UUID v4 formatted by hand.
+        """
         cum, total, names = self._cum, self._cum[-1], self.url_names
-        span, n, late = self.span_ms, self.n, self.late_fraction
+        span, n, late, users = self.span_ms, self.n, self.late_fraction, self.users
         rng = random.Random(self.seed)
+        rand, bits, find = rng.random, rng.getrandbits, bisect.bisect_left
+        oldest = BASE_MS - 2 * DAY_MS
+        late_range = 2 * DAY_MS - 3_600_000
         for i in range(n):
-            t = BASE_MS + span * i // n + rng.randint(-120_000, 120_000)
-            if rng.random() < late:
-                t -= rng.randint(3_600_000, 2 * DAY_MS)
+            t = BASE_MS + span * i // n + int(rand() * 240_001) - 120_000
+            if rand() < late:
+                t -= 3_600_000 + int(rand() * late_range)
+            h = f"{bits(128):032x}"
             yield {
-                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                "url": names[bisect.bisect_left(cum, rng.random() * total)],
-                "user_id": f"user-{rng.randrange(self.users)}",
-                "occurred_at": max(t, BASE_MS - 2 * DAY_MS),
+                "event_id": f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}",
+                "url": names[find(cum, rand() * total)],
+                "user_id": f"user-{int(rand() * users)}",
+                "occurred_at": t if t > oldest else oldest,
             }

@@ -19,7 +19,10 @@ File format (`logstream.export.format` = "1" in the container's metadata): one r
 
 The event type is the record name of `event` (e.g. `logstream.events.Like`), also in the
 metadata as `logstream.export.event_type`, so a file describes itself and an import never
-guesses. Values are stored decoded, not as the original single-object bytes, so the file is
+guesses. It is the event type written to TOPIC; for a topic no `.avsc` names (a copy, a
+test topic) it is that of the first decodable message, and events of another type are
+skipped and counted. Source partition and offset are provenance only: an import partitions
+by key, like ingest, so the target topic may have another partition count. Values are stored decoded, not as the original single-object bytes, so the file is
 plain Avro for Spark, DuckDB or any language, and an import re-validates and re-encodes them
 with the latest schema, like ingest does.
 
@@ -308,7 +311,11 @@ class _Scan:
         self._timeout_s = 15.0
         group = f"logstream-export-{uuid.uuid4().hex[:8]}"  # never joins or commits
         self._consumer = Consumer(
-            consumer_config(settings, group, **{"enable.partition.eof": True})
+            consumer_config(
+                settings,
+                group,
+                **{"enable.partition.eof": True, "queued.max.messages.kbytes": 16384},
+            )
         )
         try:
             self._plan(since_ms)

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 import pytest
@@ -102,7 +102,7 @@ def build_views(settings: Settings, codec: Codec, topic: str, group: str) -> dic
 
 def export_records(path: Path) -> list[dict[str, Any]]:
     with path.open("rb") as f:
-        return list(fastavro.reader(f))
+        return [cast(dict[str, Any], r) for r in fastavro.reader(f)]
 
 
 def test_export_import_gives_equal_views_keys_and_times(
