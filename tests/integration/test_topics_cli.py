@@ -1,0 +1,49 @@
+"""`logstream topics create` makes every event topic and its DLQ, forever-retained, once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+
+def test_topics_create_is_idempotent_and_retains_forever(kafka_bootstrap, unique_name):
+    prefix = unique_name("tc") + "."
+    env = {
+        **os.environ,
+        "LOGSTREAM_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "LOGSTREAM_TOPIC_PREFIX": prefix,
+    }
+    command = [sys.executable, "-m", "logstream", "topics", "create", "--partitions", "4"]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert f"{prefix}likes: created" in first.stdout
+    assert f"{prefix}likes.dlq: created" in first.stdout
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert f"{prefix}likes: exists" in again.stdout
+
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    metadata = admin.list_topics(timeout=10)
+    assert len(metadata.topics[f"{prefix}likes"].partitions) == 4
+    resource = ConfigResource(ConfigResource.Type.TOPIC, f"{prefix}likes")
+    config = admin.describe_configs([resource])[resource].result(timeout=30)
+    assert config["retention.ms"].value == "-1"
+    assert config["message.timestamp.type"].value == "CreateTime"
+
+
+def test_unknown_setting_is_one_clear_line(kafka_bootstrap):
+    env = {**os.environ, "LOGSTREAM_BOOTSTRAP_SERVER": kafka_bootstrap}  # typo: no S
+    result = subprocess.run(
+        [sys.executable, "-m", "logstream", "topics", "create"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown setting(s) LOGSTREAM_BOOTSTRAP_SERVER: see README, Configuration"
+    ]
