@@ -39,7 +39,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -471,24 +470,24 @@ def _http_latency(data_dir: Path, picks: list[str], bootstrap: str) -> dict[str,
 
 # ----- profile ----------------------------------------------------------------------------------
 class _ProfiledStore:
-    """A store proxy that profiles `commit` on the committer thread, which cProfile (one
-    thread per profiler) would otherwise not see."""
+    """A store proxy timing (and optionally profiling) `commit` on the committer thread,
+    which a cProfile enabled on the consume thread would not see (one thread per profiler)."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, *, profile: bool) -> None:
         self._store = store
-        self.profile = cProfile.Profile()
+        self.profile = cProfile.Profile() if profile else None
         self.commit_seconds = 0.0
-        self._lock = threading.Lock()
 
     def commit(self, flush: Any) -> None:
-        with self._lock:
-            started = time.perf_counter()
+        started = time.perf_counter()
+        if self.profile is not None:
             self.profile.enable()
-            try:
-                self._store.commit(flush)
-            finally:
+        try:
+            self._store.commit(flush)
+        finally:
+            if self.profile is not None:
                 self.profile.disable()
-                self.commit_seconds += time.perf_counter() - started
+            self.commit_seconds += time.perf_counter() - started
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -503,17 +502,36 @@ def _top_lines(profile: cProfile.Profile, lines: int) -> str:
     return text[start:] if start >= 0 else text
 
 
-def child_profile(args: argparse.Namespace) -> None:
-    """cProfile of one view run over the first `events` messages, in process."""
+def _instrumented_run(args: argparse.Namespace, group: str, *, profile: bool) -> dict[str, Any]:
+    """One view run over the first `args.events` messages, in process.
+
+    With `profile`, cProfile on both threads (its overhead inflates per-call Python work, so
+    read it for ranking). Without, per-phase wall time instead: the runner's `_apply`,
+    `_flush` and `_caught_up` are wrapped on the instance (benchmark instrumentation only),
+    the rest of the loop is `consume()` plus start-up (group join, end offsets).
+    """
     from consumers import VIEWS
     from logstream.runtime.runner import ViewRunner
     from logstream.stores.factory import open_store
 
     view = VIEWS[args.view]
+    # "flush" includes waiting for the in-flight commit; "caught_up" the end-offset checks.
+    phases = {"apply": 0.0, "flush": 0.0, "caught_up checks": 0.0}
+
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*a: Any, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                phases[name] += time.perf_counter() - t0
+
+        return wrapper
+
     with tempfile.TemporaryDirectory(prefix="logstream-bench-profile-") as tmp:
         settings = _settings(args.bootstrap, Path(tmp))
         store = open_store(None, settings.data_dir, view.namespace(), view.totals_series)
-        proxy = _ProfiledStore(store)
+        proxy = _ProfiledStore(store, profile=profile)
         seen = 0
         runner: ViewRunner | None = None
 
@@ -529,28 +547,47 @@ def child_profile(args: argparse.Namespace) -> None:
             proxy,  # type: ignore[arg-type]
             _codec(settings),
             topics=(args.topic,),
-            group_id=args.group,
+            group_id=group,
             until_caught_up=True,
             on_progress=progress,
         )
+        if not profile:
+            runner._apply = timed("apply", runner._apply)  # type: ignore[method-assign]
+            runner._flush = timed("flush", runner._flush)  # type: ignore[method-assign]
+            runner._caught_up = timed("caught_up checks", runner._caught_up)  # type: ignore[method-assign]
         consume_profile = cProfile.Profile()
         started = time.perf_counter()
-        consume_profile.enable()
+        if profile:
+            consume_profile.enable()
         result = runner.run()
-        consume_profile.disable()
+        if profile:
+            consume_profile.disable()
         seconds = time.perf_counter() - started
         store.close()
-    _emit(
-        {
-            "view": args.view,
-            "events": result.events_applied,
-            "seconds": seconds,
-            "flushes": result.flushes,
-            "commit_thread_seconds": proxy.commit_seconds,
-            "consume_thread_top": _top_lines(consume_profile, args.lines),
-            "commit_thread_top": _top_lines(proxy.profile, args.lines),
-        }
-    )
+    out: dict[str, Any] = {
+        "events": result.events_applied,
+        "seconds": seconds,
+        "flushes": result.flushes,
+        "commit_thread_seconds": proxy.commit_seconds,
+    }
+    if profile:
+        out["consume_thread_top"] = _top_lines(consume_profile, args.lines)
+        assert proxy.profile is not None
+        out["commit_thread_top"] = _top_lines(proxy.profile, args.lines)
+    else:
+        phases["consume + start-up (rest)"] = seconds - sum(phases.values())
+        out["phases"] = {name: round(value, 3) for name, value in phases.items()}
+    return out
+
+
+def child_profile(args: argparse.Namespace) -> None:
+    """Where a view run spends its time: a phase timing without profiler overhead, then a
+    cProfile of both threads (each as a fresh group over the same prefix of the topic)."""
+    timed_run = _instrumented_run(args, f"{args.group}-timed", profile=False)
+    profiled = _instrumented_run(args, f"{args.group}-cprofile", profile=True)
+    profiled["view"] = args.view
+    profiled["timed_run"] = timed_run
+    _emit(profiled)
 
 
 # ----- parent side ------------------------------------------------------------------------------
@@ -828,6 +865,15 @@ def print_table(report: dict[str, Any]) -> None:
             f"{profile['commit_thread_seconds']:.1f} s)",
             file=out,
         )
+        timed = profile["timed_run"]
+        print(
+            f"  without profiler: {timed['events']:,} events in {timed['seconds']:.1f} s "
+            f"({timed['events'] / timed['seconds']:,.0f}/s), {timed['flushes']} flushes; "
+            f"commit thread busy {timed['commit_thread_seconds']:.1f} s; consume thread:",
+            file=out,
+        )
+        for name, value in timed["phases"].items():
+            print(f"    {name:<36}{value:>8.2f} s", file=out)
         print("consume thread (tottime):\n" + profile["consume_thread_top"], file=out)
         print("commit thread (tottime):\n" + profile["commit_thread_top"], file=out)
 

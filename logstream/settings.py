@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     consume_batch_size: int = Field(default=5_000, ge=1)
     flush_interval_s: float = Field(default=1.0, gt=0)
     flush_max_keys: int = Field(default=100_000, ge=1)
+    consumer_session_timeout_ms: int = Field(default=10_000, ge=6_000)
+    consumer_instance_id: str | None = Field(
+        default=None,
+        description="Static group membership (Kafka group.instance.id): a restarted consumer "
+        "with the same id takes its partitions back at once, without waiting for the session "
+        "timeout. Unique per process.",
+    )
     read_wait_max_s: float = Field(default=10.0, ge=0)
 
     @property

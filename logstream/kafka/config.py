@@ -39,10 +39,15 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
+            # A crashed member's partitions move on after this long (Kafka's default: 45 s).
+            "session.timeout.ms": settings.consumer_session_timeout_ms,
+            "heartbeat.interval.ms": max(1000, settings.consumer_session_timeout_ms // 5),
             "isolation.level": "read_committed",
             "fetch.min.bytes": 1,
             "queued.max.messages.kbytes": 65536,
         }
     )
+    if settings.consumer_instance_id:
+        conf["group.instance.id"] = f"{group_id}:{settings.consumer_instance_id}"
     conf.update(overrides)
     return conf

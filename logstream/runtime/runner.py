@@ -87,6 +87,7 @@ class ViewRunner:
         self._assignment_seen = False
         self._dead_letters = DeadLetters(settings, view.name)
         self._last_flush = time.monotonic()
+        self._last_store_check = 0.0
         self.result = RunResult()
         self._consumer: Consumer | None = None
         self._committer: Committer | None = None
@@ -190,10 +191,14 @@ class ViewRunner:
             if pending.dirty and (
                 len(pending.counters) >= max_keys or time.monotonic() - self._last_flush >= interval
             ):
-                self._flush(consumer)
+                self._flush(consumer, wait=False)
             if self.until_caught_up and self._caught_up():
                 self._flush(consumer)  # waits: caught up means committed
-                if self._caught_up() and not self._pending.dirty:
+                if (
+                    self._caught_up()
+                    and not self._pending.dirty
+                    and self._others_caught_up(consumer)
+                ):
                     self.result.caught_up = True
                     return
 
@@ -311,6 +316,32 @@ class ViewRunner:
                 if target > self._low_watermark(tp):
                     return False
             elif position < target:
+                return False
+        return True
+
+    def _others_caught_up(self, consumer: Consumer) -> bool:
+        """Partitions this member does not own are caught up too, per the (shared) store.
+
+        Another member may own them, or a crashed one whose session has not expired yet; the
+        view is caught up only when every partition is, so wait (checking once a second).
+        """
+        others = [tp for tp in self.result.targets if tp not in self._assigned]
+        if not others:
+            return True
+        now = time.monotonic()
+        if now - self._last_store_check < 1.0:
+            return False
+        self._last_store_check = now
+        if not self._settle(consumer):
+            return False
+        stored = self.store.positions()
+        for tp in others:
+            target = self.result.targets[tp]
+            position = stored.get(tp)
+            if position is None:
+                if target > self._low_watermark(tp):
+                    return False
+            elif position.next_offset < target:
                 return False
         return True
 

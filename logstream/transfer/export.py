@@ -22,7 +22,8 @@ metadata as `logstream.export.event_type`, so a file describes itself and an imp
 guesses. It is the event type written to TOPIC; for a topic no `.avsc` names (a copy, a
 test topic) it is that of the first decodable message, and events of another type are
 skipped and counted. Source partition and offset are provenance only: an import partitions
-by key, like ingest, so the target topic may have another partition count. Values are stored decoded, not as the original single-object bytes, so the file is
+by key, like ingest, so the target topic may have another partition count. Values are stored
+decoded, not as the original single-object bytes, so the file is
 plain Avro for Spark, DuckDB or any language, and an import re-validates and re-encodes them
 with the latest schema, like ingest does.
 
