@@ -7,13 +7,12 @@ from any later shell.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from logstream.processes import pid_alive, terminate
 
 __all__ = ["ServiceSpec", "ServiceState", "service_states", "start_services", "stop_services"]
 
@@ -32,20 +31,6 @@ class ServiceState:
     log: Path
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 def _pid_of(pid_file: Path) -> int | None:
     try:
         return int(pid_file.read_text().strip())
@@ -61,7 +46,7 @@ def service_states(data_dir: Path) -> list[ServiceState]:
         name = pid_file.stem
         states.append(
             ServiceState(
-                name, pid, pid is not None and _alive(pid), data_dir / "logs" / f"{name}.log"
+                name, pid, pid is not None and pid_alive(pid), data_dir / "logs" / f"{name}.log"
             )
         )
     return states
@@ -79,7 +64,7 @@ def start_services(
         pid_file = run_dir / f"{spec.name}.pid"
         log = log_dir / f"{spec.name}.log"
         pid = _pid_of(pid_file)
-        if pid is None or not _alive(pid):
+        if pid is None or not pid_alive(pid):
             with log.open("ab") as handle:
                 process = subprocess.Popen(
                     spec.argv,
@@ -97,30 +82,9 @@ def start_services(
 
 def stop_services(data_dir: Path, timeout_s: float = 20.0) -> list[str]:
     """SIGTERM every service's process group, SIGKILL after `timeout_s`; returns names stopped."""
-    stopped = []
-    live: dict[str, int] = {}
-    for state in service_states(data_dir):
-        if state.pid is not None and state.running:
-            _signal(state.pid, signal.SIGTERM)
-            live[state.name] = state.pid
-    deadline = time.monotonic() + timeout_s
-    while any(_alive(p) for p in live.values()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for pid in live.values():
-        if _alive(pid):
-            _signal(pid, signal.SIGKILL)
-    for name, pid in live.items():
-        while _alive(pid):
-            time.sleep(0.05)
-        stopped.append(name)
+    running = {s.name: s.pid for s in service_states(data_dir) if s.running and s.pid}
+    terminate(running.values(), timeout_s)
+    stopped = sorted(running)
     for pid_file in (data_dir / "run").glob("*.pid") if (data_dir / "run").exists() else []:
         pid_file.unlink(missing_ok=True)
     return stopped
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)

@@ -9,10 +9,7 @@ Start and stop are idempotent; readiness is polled, never slept for.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -22,6 +19,7 @@ from pathlib import Path
 
 from logstream.broker.assemble import KafkaRuntime
 from logstream.errors import BrokerError
+from logstream.processes import pid_alive, terminate
 
 __all__ = ["LocalCluster", "NodeLayout", "NodeStatus"]
 
@@ -54,29 +52,6 @@ def _port_open(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours still answers kill(0); reap it if it is ours.
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return _not_zombie(pid)
-    return waited == 0
-
-
-def _not_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _new_cluster_id() -> str:
@@ -146,7 +121,7 @@ class LocalCluster:
         result = []
         for node in self.layout():
             pid = self._read_pid(node)
-            running = pid is not None and _pid_alive(pid)
+            running = pid is not None and pid_alive(pid)
             result.append(
                 NodeStatus(
                     node.node_id,
@@ -311,7 +286,7 @@ class LocalCluster:
 
     def _fail_if_dead(self, node: NodeLayout) -> None:
         pid = self._read_pid(node)
-        if pid is not None and _pid_alive(pid):
+        if pid is not None and pid_alive(pid):
             return
         tail = self._log_tail(node)
         raise BrokerError(f"node {node.node_id} exited during start-up: {tail}")
@@ -328,29 +303,8 @@ class LocalCluster:
     def stop(self, node_ids: list[int] | None = None, *, timeout_s: float = STOP_TIMEOUT_S) -> int:
         """SIGTERM, then SIGKILL after `timeout_s`; returns how many processes were stopped."""
         targets = [n for n in self.layout() if node_ids is None or n.node_id in node_ids]
-        pids = {}
-        for node in targets:
-            pid = self._read_pid(node)
-            if pid is not None and _pid_alive(pid):
-                pids[node.node_id] = pid
-                _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while any(_pid_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for pid in pids.values():
-            if _pid_alive(pid):
-                _signal_group(pid, signal.SIGKILL)
-        while any(_pid_alive(pid) for pid in pids.values()):
-            time.sleep(0.05)
+        pids = [pid for node in targets if (pid := self._read_pid(node)) is not None]
+        stopped = terminate(pids, timeout_s)
         for node in targets:
             self._pid_file(node).unlink(missing_ok=True)
-        return len(pids)
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    """Signal the process group the node was started in, so no child is left behind."""
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
+        return len(stopped)
