@@ -544,7 +544,7 @@ def _instrumented_run(args: argparse.Namespace, group: str, *, profile: bool) ->
         runner = ViewRunner(
             settings,
             view,
-            proxy,  # type: ignore[arg-type]
+            proxy,
             _codec(settings),
             topics=(args.topic,),
             group_id=group,
@@ -747,6 +747,12 @@ def summarize(report: dict[str, Any]) -> None:
     report["raw_events_per_s"] = raw
     report["raw_spread"] = spread
     report["raw_noise_warning"] = spread > RAW_NOISE
+    # A run that stopped short (or a view that dead-lettered events) makes its rate meaningless.
+    measured = [runs[k] for k in ("raw_first", "raw_last", *VIEW_NAMES)]
+    measured += report["concurrent"]["per_view"]
+    report["incomplete_runs"] = [
+        r["label"] for r in measured if r["events"] != report["events"] or r.get("dead_letters")
+    ]
     targets = []
     for name in VIEW_NAMES:
         rate = runs[name]["events_per_s"]
@@ -827,6 +833,8 @@ def print_table(report: dict[str, Any]) -> None:
         f"spread {report['raw_spread']:.0%}{noise}",
         file=out,
     )
+    if report["incomplete_runs"]:
+        print(f"  ** INCOMPLETE runs: {', '.join(report['incomplete_runs'])} **", file=out)
     print("\ntargets (each view alone):", file=out)
     for t in report["targets"]:
         print(f"  {t['verdict']}  {t['view']:<16} {t['target']:<14} got {t['value']:.2f}", file=out)
@@ -834,7 +842,8 @@ def print_table(report: dict[str, Any]) -> None:
     if query:
         print(
             f"\nquery latency, {query['urls']:,} distinct URLs ({query['events']:,} likes, "
-            f"{query['bucket_rows']:,} bucket rows, filled in {query['fill_seconds']:.0f} s, "
+            f"{query['bucket_rows']:,} bucket rows in the two stores, "
+            f"filled in {query['fill_seconds']:.0f} s, "
             f"stores {query['store_mb']:.0f} MB, peak RSS {query['rss_mb']:.0f} MB):",
             file=out,
         )
@@ -921,7 +930,10 @@ def main(argv: list[str] | None = None) -> int:
     tag = f"bench-views-{uuid.uuid4().hex[:8]}"
     topic = f"{tag}-likes"
     report: dict[str, Any] = {"events": n, "topic": topic, "runs": {}}
-    env = {"cpus": os.cpu_count(), "load_before": [round(x, 2) for x in os.getloadavg()]}
+    env: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "load_before": [round(x, 2) for x in os.getloadavg()],
+    }
     started = time.perf_counter()
     with bench_broker() as (bootstrap, private):
         env["broker"] = "private local broker" if private else bootstrap

@@ -125,20 +125,20 @@ class Codec:
             return self.decode(bytes(data))
         if plan is None:
             raise self._header_error(data)
-        data = cast(bytes, data)
-        body = BytesIO(data)
+        size = len(data)  # type: ignore[arg-type]  # bytes: the header lookup matched
+        body = BytesIO(data)  # type: ignore[arg-type]
         body.seek(HEADER_SIZE)
         try:
-            record = cast(
-                dict[str, Any], schemaless_reader(body, plan.writer_schema, plan.reader_schema)
+            record: dict[str, Any] = schemaless_reader(  # type: ignore[assignment]
+                body, plan.writer_schema, plan.reader_schema
             )
         except Exception as exc:  # any failure reading untrusted bytes means a corrupt body
             raise CorruptMessageError(
                 f"corrupt {plan.writer.path.name} body: {type(exc).__name__}: {exc}"
             ) from exc
-        if body.tell() != len(data):
+        if body.tell() != size:
             raise CorruptMessageError(
-                f"{len(data) - body.tell()} trailing byte(s) after a {plan.writer.path.name} body"
+                f"{size - body.tell()} trailing byte(s) after a {plan.writer.path.name} body"
             )
         for name, default in plan.defaults:
             record[name] = default

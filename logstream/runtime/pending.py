@@ -14,7 +14,7 @@ class PendingBatch:
     (the stored offset, for fencing) and the next offset to read after it."""
 
     def __init__(self) -> None:
-        self.counters: dict[SeriesKey, list[int]] = {}  # [count, first_ms, last_ms]
+        self.counters: dict[SeriesKey, Counter] = {}
         self.started_at: dict[TopicPartitionKey, int | None] = {}
         self.next_offsets: dict[TopicPartitionKey, int] = {}
         self.max_event_ms: int | None = None
@@ -36,12 +36,11 @@ class PendingBatch:
         return bool(self.next_offsets)
 
     def to_flush(self) -> Flush:
-        deltas = {key: Counter(c[0], c[1], c[2]) for key, c in self.counters.items()}
         positions = [
             (tp[0], tp[1], self.started_at.get(tp), offset)
             for tp, offset in sorted(self.next_offsets.items())
         ]
-        return Flush(deltas, positions, self.max_event_ms, self.dead_letters)
+        return Flush(self.counters, positions, self.max_event_ms, self.dead_letters)
 
     def committed(self) -> None:
         """The flush landed: the new offsets become the expected ones of the next batch."""

@@ -33,7 +33,7 @@ from logstream.runtime.committer import Committer
 from logstream.runtime.dlq import DeadLetters
 from logstream.runtime.pending import PendingBatch
 from logstream.settings import Settings
-from logstream.stores.base import Position, ViewStore
+from logstream.stores.base import Counter, Position, ViewStore
 from logstream.topics import resolve_topics
 from logstream.view import View
 
@@ -88,6 +88,7 @@ class ViewRunner:
         self._dead_letters = DeadLetters(settings, view.name)
         self._last_flush = time.monotonic()
         self._last_store_check = 0.0
+        self._log_starts: dict[TP, int] = {}
         self.result = RunResult()
         self._consumer: Consumer | None = None
         self._committer: Committer | None = None
@@ -173,10 +174,11 @@ class ViewRunner:
                     f"topic {topic!r} not found: create it first (logstream topics create)"
                 )
             for partition in info.partitions:
-                _low, high = consumer.get_watermark_offsets(
+                low, high = consumer.get_watermark_offsets(
                     TopicPartition(topic, partition), timeout=10, cached=False
                 )
                 targets[(topic, partition)] = high
+                self._log_starts[(topic, partition)] = low
         return targets
 
     def _loop(self, consumer: Consumer) -> None:
@@ -217,14 +219,15 @@ class ViewRunner:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
                 raise LogstreamError(f"consume failed: {error.str()}")
-            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-            tp = (topic, partition)
+            tp = (msg.topic(), msg.partition())
+            offset = msg.offset()
             ts = msg.timestamp()[1]
-            guard = guards.get(tp)
-            if guard is not None and guard.skips(offset, ts):
-                next_offsets[tp] = offset + 1
-                skipped += 1
-                continue
+            if guards:
+                guard = guards.get(tp)
+                if guard is not None and guard.skips(offset, ts):
+                    next_offsets[tp] = offset + 1
+                    skipped += 1
+                    continue
             try:
                 _writer, record = decode(msg.value())
                 keys = keys_of(record, ts)
@@ -237,13 +240,13 @@ class ViewRunner:
             for key in keys:
                 counter = counters.get(key)
                 if counter is None:
-                    counters[key] = [1, ts, ts]
+                    counters[key] = Counter(1, ts, ts)
                 else:
-                    counter[0] += 1
-                    if ts < counter[1]:
-                        counter[1] = ts
-                    elif ts > counter[2]:
-                        counter[2] = ts
+                    counter.count += 1
+                    if ts < counter.first_ms:
+                        counter.first_ms = ts
+                    elif ts > counter.last_ms:
+                        counter.last_ms = ts
             if ts > max_ms:
                 max_ms = ts
             next_offsets[tp] = offset + 1
@@ -313,7 +316,7 @@ class ViewRunner:
                 continue
             position = pending.next_offsets.get(tp, pending.started_at.get(tp))
             if position is None:
-                if target > self._low_watermark(tp):
+                if target > self._log_starts.get(tp, 0):
                     return False
             elif position < target:
                 return False
@@ -339,15 +342,8 @@ class ViewRunner:
             target = self.result.targets[tp]
             position = stored.get(tp)
             if position is None:
-                if target > self._low_watermark(tp):
+                if target > self._log_starts.get(tp, 0):
                     return False
             elif position.next_offset < target:
                 return False
         return True
-
-    def _low_watermark(self, tp: TP) -> int:
-        assert self._consumer is not None
-        low, _high = self._consumer.get_watermark_offsets(
-            TopicPartition(tp[0], tp[1]), timeout=10, cached=False
-        )
-        return int(low)

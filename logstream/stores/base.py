@@ -259,35 +259,30 @@ class BaseViewStore(ABC):
 
 
 def sorted_deltas(deltas: Mapping[SeriesKey, Counter]) -> list[BucketRow]:
-    """Deltas as rows in one global order, so concurrent writers lock rows alike (no deadlock)."""
+    """Deltas as rows in one global order, so concurrent writers lock rows alike (no deadlock).
+
+    Python str order is code point order = UTF-8 byte order = SQLite BINARY = COLLATE "C".
+    Items sort by their (unique) key alone, so Counters are never compared.
+    """
     return [
         (series, key, bucket, c.count, c.first_ms, c.last_ms)
-        for (series, key, bucket), c in sorted(deltas.items(), key=_delta_sort_key)
+        for (series, key, bucket), c in sorted(deltas.items())
     ]
 
 
-def _delta_sort_key(item: tuple[SeriesKey, Counter]) -> SeriesKey:
-    # Python str order is code point order = UTF-8 byte order = SQLite BINARY = COLLATE "C".
-    return item[0]
-
-
-def total_deltas(
-    deltas: Mapping[SeriesKey, Counter], totals_series: frozenset[str]
-) -> list[TotalRow]:
-    """Bucket deltas folded per (series, key) for the totals table, in sorted order."""
-    folded: dict[tuple[str, str], Counter] = {}
-    for (series, key, _bucket), c in deltas.items():
+def total_deltas(rows: Sequence[BucketRow], totals_series: frozenset[str]) -> list[TotalRow]:
+    """Sorted bucket rows folded per (series, key) for the totals table, in one pass: rows of
+    one key are adjacent, so the result is sorted too."""
+    totals: list[TotalRow] = []
+    for series, key, _bucket, count, first_ms, last_ms in rows:
         if series not in totals_series:
             continue
-        acc = folded.get((series, key))
-        if acc is None:
-            folded[(series, key)] = Counter(c.count, c.first_ms, c.last_ms)
+        if totals and totals[-1][0] == series and totals[-1][1] == key:
+            _s, _k, total, first, last = totals[-1]
+            totals[-1] = (series, key, total + count, min(first, first_ms), max(last, last_ms))
         else:
-            acc.merge_counter(c)
-    return [
-        (series, key, c.count, c.first_ms, c.last_ms)
-        for (series, key), c in sorted(folded.items(), key=lambda item: item[0])
-    ]
+            totals.append((series, key, count, first_ms, last_ms))
+    return totals
 
 
 def window_bounds(
