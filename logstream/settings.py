@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     # Consumer runtime
     consume_batch_size: int = Field(default=5_000, ge=1)
     flush_interval_s: float = Field(default=1.0, gt=0)
-    flush_max_keys: int = Field(default=100_000, ge=1)
+    flush_max_keys: int = Field(default=200_000, ge=1)
     consumer_session_timeout_ms: int = Field(default=10_000, ge=6_000)
     consumer_instance_id: str | None = Field(
         default=None,

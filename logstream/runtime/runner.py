@@ -42,6 +42,7 @@ __all__ = ["RunResult", "ViewRunner"]
 log = logging.getLogger("logstream.runtime")
 
 TP = tuple[str, int]
+CATCH_UP_FLUSH_FACTOR = 5
 
 
 @dataclass
@@ -189,9 +190,13 @@ class ViewRunner:
             messages = consumer.consume(num_messages=batch_size, timeout=0.5)
             if messages:
                 self._apply(messages)
+            # Far behind the log (a full batch came back), freshness is moot and bigger
+            # flushes are cheaper per event: flush on time only every few intervals.
+            catching_up = len(messages) == batch_size
+            due = interval * (CATCH_UP_FLUSH_FACTOR if catching_up else 1)
             pending = self._pending
             if pending.dirty and (
-                len(pending.counters) >= max_keys or time.monotonic() - self._last_flush >= interval
+                len(pending.counters) >= max_keys or time.monotonic() - self._last_flush >= due
             ):
                 self._flush(consumer, wait=False)
             if self.until_caught_up and self._caught_up():
