@@ -26,7 +26,7 @@ class DeadLetters:
         if self._producer is None:
             self._producer = Producer(producer_config(self._settings, **{"linger.ms": 0}))
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-        headers = [
+        headers: list[tuple[str, str | bytes | None]] = [
             ("logstream.error", f"{type(error).__name__}: {error}"[:1000].encode()),
             ("logstream.error.class", type(error).__name__.encode()),
             ("logstream.view", self._view.encode()),

@@ -141,7 +141,7 @@ class ViewRunner:
         self._committer = Committer(
             self.store,
             self._dead_letters,
-            lambda offsets: consumer.commit(offsets=offsets, asynchronous=False),
+            lambda offsets: _commit_sync(consumer, offsets),
             self.group_id,
         )
         try:
@@ -224,8 +224,10 @@ class ViewRunner:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
                 raise LogstreamError(f"consume failed: {error.str()}")
-            tp = (msg.topic(), msg.partition())
-            offset = msg.offset()
+            # A consumed message always has a topic, partition and offset (the stubs say
+            # Optional because produced messages may not).
+            tp: TP = (msg.topic(), msg.partition())  # type: ignore[assignment]
+            offset: int = msg.offset()  # type: ignore[assignment]
             ts = msg.timestamp()[1]
             if guards:
                 guard = guards.get(tp)
@@ -352,3 +354,11 @@ class ViewRunner:
             elif position.next_offset < target:
                 return False
         return True
+
+
+def _commit_sync(consumer: Consumer, offsets: list[TopicPartition]) -> None:
+    """Commit offsets to Kafka and check every partition's error (lag tools read them)."""
+    committed = consumer.commit(offsets=offsets, asynchronous=False) or []
+    failed = [tp for tp in committed if tp.error is not None]
+    if failed:
+        raise KafkaException(failed[0].error)

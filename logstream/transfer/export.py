@@ -290,7 +290,7 @@ def _records(
             "offset": msg.offset(),
             "timestamp_ms": msg.timestamp()[1],
             "key": msg.key(),
-            "headers": [{"key": k, "value": v} for k, v in msg.headers() or ()],
+            "headers": [{"key": k, "value": v} for k, v in _header_pairs(msg.headers())],
             "writer_version": writer.version,
             "event": event,
         }
@@ -358,7 +358,7 @@ class _Scan:
             before = len(self.remaining)
             batch: list[Message] = []
             for msg in self._consumer.consume(num_messages=_BATCH, timeout=_POLL_S):
-                p = msg.partition()
+                p: int = msg.partition()  # type: ignore[assignment]  # consumed: always set
                 if p not in self.remaining:
                     continue
                 err = msg.error()
@@ -372,7 +372,7 @@ class _Scan:
                         raise LogstreamError(f"reading {self.topic}[{p}]: {err.str()}")
                     log.warning("reading %s[%s]: %s (retrying)", self.topic, p, err.str())
                     continue
-                offset = msg.offset()
+                offset: int = msg.offset()  # type: ignore[assignment]  # consumed: set
                 if offset >= self.ends[p]:
                     self._done(p)
                     continue
@@ -395,3 +395,12 @@ class _Scan:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def _header_pairs(headers: object) -> list[tuple[str, object]]:
+    """A consumed message's headers are a list of pairs (the stubs also allow a dict)."""
+    if not headers:
+        return []
+    if isinstance(headers, dict):
+        return list(headers.items())
+    return list(headers)  # type: ignore[call-overload]

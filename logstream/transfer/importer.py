@@ -127,7 +127,7 @@ class Incoming:
     error: str | None = None  # a record that could not even be parsed
     key: Any = _ORIGINAL_UNSET  # bytes | None from an export; unset: the rule decides
     timestamp_ms: int | None = None
-    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
+    headers: list[tuple[str, str | bytes | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -315,7 +315,7 @@ class _Outgoing:
     key: bytes | None
     value: bytes
     timestamp_ms: int
-    headers: list[tuple[str, bytes | None]]
+    headers: list[tuple[str, str | bytes | None]]
 
 
 def _prepare(item: Incoming, rule: Rule, now: int, max_future_ms: int) -> _Outgoing:
