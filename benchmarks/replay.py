@@ -5,8 +5,8 @@ For each view, on one pre-produced topic (default 2,000,000 events), in one run:
   replay   `backfill --to-earliest --execute`, then the same group replays everything
            (the state is wiped and rebuilt; the result must equal the live build);
   rebuild  `logstream rebuild`: a new version (own group, own store) built from the earliest
-           offset while a client queries the current version through the HTTP API
-           (20 requests/s); every query must be answered.
+           offset while a client queries the current version through a `logstream ingest`
+           server in its own process (20 requests/s); every query must be answered.
 Target: replay and rebuild at least 0.9x the live rate; no failed query.
 
     make bench-replay            # or: python benchmarks/replay.py --events 2000000
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -25,7 +27,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from _common import bench_broker, create_topic, delete_topics  # also puts the repo on sys.path
+from _common import (  # also puts the repo on sys.path
+    bench_broker,
+    create_topic,
+    delete_topics,
+    free_port_block,
+)
 
 from consumers import VIEWS
 from logstream.backfill.execute import execute_plan, make_plan
@@ -63,11 +70,23 @@ def _build(
 
 
 def _query_while(stop: threading.Event, settings: Settings, view: View) -> dict[str, Any]:
-    """Query the current version over HTTP at QUERY_RATE_HZ until `stop`; count failures."""
-    from fastapi.testclient import TestClient
+    """Query the current version through a real `logstream ingest` server (its own process,
+    as in production) at QUERY_RATE_HZ until `stop`; count failures."""
+    import httpx
 
-    from ingest_api.app import create_app
-
+    port = free_port_block(1)
+    env = {
+        **os.environ,
+        "LOGSTREAM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "LOGSTREAM_DATA_DIR": str(settings.data_dir),
+        "LOGSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "logstream", "ingest", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     paths = {
         "likes-by-url": ("/v1/views/likes-by-url", {"url": "https://example.com/page/0"}),
         "likes-by-user": ("/v1/views/likes-by-user", {"user_id": "user-1"}),
@@ -79,16 +98,31 @@ def _query_while(stop: threading.Event, settings: Settings, view: View) -> dict[
     path, params = paths[view.name]
     answered = failed = 0
     latencies: list[float] = []
-    with TestClient(create_app(settings)) as client:
-        while not stop.is_set():
-            started = time.perf_counter()
-            response = client.get(path, params=params)
-            latencies.append(time.perf_counter() - started)
-            if response.status_code == 200:
-                answered += 1
-            else:
-                failed += 1
-            stop.wait(max(0.0, 1 / QUERY_RATE_HZ - (time.perf_counter() - started)))
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            deadline = time.monotonic() + 60
+            while True:  # wait until the server answers
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("ingest server did not start")
+                time.sleep(0.2)
+            while not stop.is_set():
+                started = time.perf_counter()
+                try:
+                    ok = client.get(path, params=params).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append(time.perf_counter() - started)
+                answered += ok
+                failed += not ok
+                stop.wait(max(0.0, 1 / QUERY_RATE_HZ - (time.perf_counter() - started)))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
     latencies.sort()
     p99 = latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan")
     return {"answered": answered, "failed": failed, "p99_ms": p99 * 1000}
@@ -135,6 +169,7 @@ def bench_view(bootstrap: str, topic: str, view: View, codec: Codec) -> dict[str
         target=lambda: queries.update(_query_while(stop, settings, view)), daemon=True
     )
     poller.start()
+    time.sleep(3)  # the server is up before the rebuild starts
     try:
         rebuild = _build(settings, view, new_store, codec, f"{group}@{version}", topic)
     finally:
@@ -145,6 +180,29 @@ def bench_view(bootstrap: str, topic: str, view: View, codec: Codec) -> dict[str
     store.close()
     new_store.close()
     return {"view": view.name, "live": live, "replay": replay, "rebuild": rebuild}
+
+
+def warm_up(bootstrap: str, topic: str) -> None:
+    """Read the topic once in a throwaway group, so that the first measured build does not
+    pay for the broker's first group coordination or a cold page cache."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{topic}-warm-up",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    seen, idle = 0, 0
+    while idle < 5:
+        batch = consumer.consume(10_000, timeout=1.0)
+        seen += len(batch)
+        idle = idle + 1 if not batch else 0
+    consumer.commit(asynchronous=False)
+    consumer.close()
 
 
 def produce(bootstrap: str, topic: str, events: int) -> float:
@@ -166,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         create_topic(bootstrap, topic, 6)
         try:
             produce(bootstrap, topic, args.events)
+            warm_up(bootstrap, topic)
             results = [bench_view(bootstrap, topic, VIEWS[name], codec) for name in args.views]
         finally:
             delete_topics(bootstrap, tag)
