@@ -43,7 +43,12 @@ class ViewReaders:
 
     def store(self, view: View) -> ViewStore:
         """The store of the view's current version."""
-        namespace = VersionRegistry.namespace(view.name, self.current_version(view))
+        return self.resolve(view)[0]
+
+    def resolve(self, view: View) -> tuple[ViewStore, str]:
+        """The current version of the view and its store, resolved together."""
+        version = self.current_version(view)
+        namespace = VersionRegistry.namespace(view.name, version)
         with self._lock:
             store = self._stores.get(namespace)
             if store is None:
@@ -51,7 +56,7 @@ class ViewReaders:
                     self.settings.store_url, self.settings.data_dir, namespace, view.totals_series
                 )
                 self._stores[namespace] = store
-            return store
+            return store, version
 
     def close(self) -> None:
         with self._lock:

@@ -84,11 +84,12 @@ def _wait_until_applied(
 
 
 def _answer(
-    readers: ViewReaders, view: View, store: ViewStore, body: dict[str, Any]
+    readers: ViewReaders, view: View, store: ViewStore, version: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     topics = resolve_topics(readers.settings, view.topics)
     fresh = freshness_of(store.stats(), topics, readers.end_offsets)
     body["freshness"] = {
+        "view_version": version,
         "offsets": fresh.offsets,
         "newest_event_at": rfc3339(fresh.newest_event_ms),
         "lag": fresh.lag,
@@ -109,8 +110,8 @@ def list_views(request: Request) -> dict[str, Any]:
     readers = _readers(request)
     items = []
     for name, view in VIEWS.items():
-        store = readers.store(view)
-        items.append(_answer(readers, view, store, {"name": name, "group": name}))
+        store, version = readers.resolve(view)
+        items.append(_answer(readers, view, store, version, {"name": name, "group": name}))
     return {"views": items}
 
 
@@ -125,9 +126,9 @@ def likes_by_url(
     readers = _readers(request)
     view = VIEWS["likes-by-url"]
     assert isinstance(view, LikesByUrl)
-    store = readers.store(view)
+    store, version = readers.resolve(view)
     _wait_until_applied(readers, view, store, wait_for, wait_ms)
-    return _answer(readers, view, store, _with_times(view.lookup(store, url)))
+    return _answer(readers, view, store, version, _with_times(view.lookup(store, url)))
 
 
 @router.get("/likes-by-url/top")
@@ -152,13 +153,14 @@ def likes_by_url_top(
         since_ms -= since_ms % bucket
     if until_ms is not None and until_ms % bucket:
         until_ms += bucket - until_ms % bucket
-    store = readers.store(view)
+    store, version = readers.resolve(view)
     _wait_until_applied(readers, view, store, wait_for, wait_ms)
     items = view.top(store, limit, since_ms, until_ms)
     return _answer(
         readers,
         view,
         store,
+        version,
         {
             "items": items,
             "limit": limit,
@@ -180,9 +182,9 @@ def likes_by_user(
     readers = _readers(request)
     view = VIEWS["likes-by-user"]
     assert isinstance(view, LikesByUser)
-    store = readers.store(view)
+    store, version = readers.resolve(view)
     _wait_until_applied(readers, view, store, wait_for, wait_ms)
-    return _answer(readers, view, store, _with_times(view.lookup(store, user_id)))
+    return _answer(readers, view, store, version, _with_times(view.lookup(store, user_id)))
 
 
 def _decode_cursor(cursor: str | None) -> int | None:
@@ -222,7 +224,7 @@ def likes_by_window(
     readers = _readers(request)
     view = VIEWS["likes-by-window"]
     assert isinstance(view, LikesByWindow)
-    store = readers.store(view)
+    store, version = readers.resolve(view)
     _wait_until_applied(readers, view, store, wait_for, wait_ms)
     rows = view.windows(store, size, url, since_ms, until_ms, limit + 1, after)
     more = len(rows) > limit
@@ -235,6 +237,7 @@ def likes_by_window(
         readers,
         view,
         store,
+        version,
         {
             "size": size,
             "url": url,

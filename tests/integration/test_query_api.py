@@ -76,6 +76,7 @@ def test_url_and_user_lookups_are_exact(built):
     assert sum(fresh["offsets"][topic].values()) == len(events)
     assert fresh["newest_event_at"] == rfc3339(max(e["occurred_at"] for e in events))
     assert fresh["dead_letters"] == 0
+    assert fresh["view_version"] == "v1"
 
 
 def test_top_ranks_by_count_then_url_and_honours_a_range(built):

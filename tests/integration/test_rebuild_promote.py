@@ -75,6 +75,7 @@ def test_rebuild_and_promote_without_query_errors(kafka_bootstrap, tmp_path: Pat
             stop.set()
             poller.join(timeout=30)
         assert final["count"] in (before[url], after[url])
+        assert final["freshness"]["view_version"] in ("v1", "v2")
         top = client.get("/v1/views/likes-by-url/top", params={"limit": 40}).json()["items"]
         assert {i["url"]: i["count"] for i in top} == dict(after)
 
