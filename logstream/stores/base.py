@@ -28,6 +28,7 @@ __all__ = [
     "StoreStats",
     "TotalRow",
     "ViewStore",
+    "delta_rows",
     "safe_name",
     "sorted_deltas",
     "total_deltas",
@@ -270,19 +271,35 @@ def sorted_deltas(deltas: Mapping[SeriesKey, Counter]) -> list[BucketRow]:
     ]
 
 
-def total_deltas(rows: Sequence[BucketRow], totals_series: frozenset[str]) -> list[TotalRow]:
-    """Sorted bucket rows folded per (series, key) for the totals table, in one pass: rows of
-    one key are adjacent, so the result is sorted too."""
-    totals: list[TotalRow] = []
-    for series, key, _bucket, count, first_ms, last_ms in rows:
+def delta_rows(deltas: Mapping[SeriesKey, Counter]) -> list[BucketRow]:
+    """Deltas as rows, in no particular order: for a store whose writers are serialised
+    anyway (SQLite), where sorting costs more than it saves."""
+    return [
+        (series, key, bucket, c.count, c.first_ms, c.last_ms)
+        for (series, key, bucket), c in deltas.items()
+    ]
+
+
+def total_deltas(
+    deltas: Mapping[SeriesKey, Counter], totals_series: frozenset[str]
+) -> list[TotalRow]:
+    """Bucket deltas folded per (series, key) for the totals table (no particular order)."""
+    if not totals_series:
+        return []
+    folded: dict[tuple[str, str], list[int]] = {}
+    for (series, key, _bucket), c in deltas.items():
         if series not in totals_series:
             continue
-        if totals and totals[-1][0] == series and totals[-1][1] == key:
-            _s, _k, total, first, last = totals[-1]
-            totals[-1] = (series, key, total + count, min(first, first_ms), max(last, last_ms))
+        acc = folded.get((series, key))
+        if acc is None:
+            folded[(series, key)] = [c.count, c.first_ms, c.last_ms]
         else:
-            totals.append((series, key, count, first_ms, last_ms))
-    return totals
+            acc[0] += c.count
+            if c.first_ms < acc[1]:
+                acc[1] = c.first_ms
+            if c.last_ms > acc[2]:
+                acc[2] = c.last_ms
+    return [(series, key, a[0], a[1], a[2]) for (series, key), a in folded.items()]
 
 
 def window_bounds(
