@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,34 +33,15 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from _common import REPO, free_port_block  # also puts the repo on sys.path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 BATCH_SIZE = 1000
 URLS = 1000  # distinct urls, hence keys, spread over the partitions
 
 
 # ----- helpers ---------------------------------------------------------------------------------
-def free_port(size: int = 1) -> int:
-    for _ in range(200):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port + size >= 65000:
-            continue
-        try:
-            for offset in range(size):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port + offset))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port block")
-
-
 def like(i: int) -> dict[str, Any]:
     return {"url": f"https://example.com/page/{i % URLS}", "user_id": f"user-{i % 977}"}
 
@@ -100,7 +80,7 @@ def serve(kind: str, port: int, bootstrap: str, topic: str) -> None:
 
 @contextmanager
 def server(kind: str, bootstrap: str, topic: str) -> Any:
-    port = free_port()
+    port = free_port_block(1)
     argv = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
     argv += ["--bootstrap", bootstrap, "--topic", topic]
     proc = subprocess.Popen(argv, cwd=REPO)
@@ -288,7 +268,7 @@ def broker() -> Any:
     settings = load_settings()
     runtime = ensure_kafka_runtime(settings.kafka_version, settings.kafka_cache_dir)
     with tempfile.TemporaryDirectory(prefix="logstream-bench-") as data:
-        port = free_port(2)
+        port = free_port_block(2)
         cluster = LocalCluster(runtime, Path(data), port=port, controller_port=port + 1, heap="1g")
         print(f"starting a private broker on 127.0.0.1:{port} ...", file=sys.stderr)
         cluster.start()

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import socket
 import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from logstream.broker.local import LocalCluster
 
 
 def free_port_block(size: int = 2) -> int:
@@ -31,6 +36,18 @@ def free_port_block(size: int = 2) -> int:
 
 def free_port_pair() -> int:
     return free_port_block(2)
+
+
+def local_cluster(data_dir: Path, heap: str = "512m") -> LocalCluster:
+    """A (not yet started) single-node local broker on free ports under `data_dir`."""
+    from logstream.broker.assemble import ensure_kafka_runtime
+    from logstream.broker.local import LocalCluster
+    from logstream.settings import load_settings
+
+    settings = load_settings()
+    runtime = ensure_kafka_runtime(settings.kafka_version, settings.kafka_cache_dir)
+    port = free_port_pair()
+    return LocalCluster(runtime, data_dir, port=port, controller_port=port + 1, heap=heap)
 
 
 @pytest.fixture

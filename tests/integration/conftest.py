@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from logstream.settings import Settings, load_settings
-from tests.conftest import free_port_pair
+from logstream.settings import Settings
+from tests.conftest import free_port_pair, local_cluster
 
 
 def _docker_answers() -> bool:
@@ -63,19 +63,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if _docker_answers():
         yield from _docker_broker()
         return
-    from logstream.broker.assemble import ensure_kafka_runtime
-    from logstream.broker.local import LocalCluster
-
-    settings = load_settings()
-    runtime = ensure_kafka_runtime(settings.kafka_version, settings.kafka_cache_dir)
-    port = free_port_pair()
-    cluster = LocalCluster(
-        runtime,
-        tmp_path_factory.mktemp("broker"),
-        port=port,
-        controller_port=port + 1,
-        heap="768m",
-    )
+    cluster = local_cluster(tmp_path_factory.mktemp("broker"), heap="768m")
     cluster.start()
     try:
         yield cluster.bootstrap_servers

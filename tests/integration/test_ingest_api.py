@@ -32,7 +32,7 @@ from ingest_api.app import create_app
 from logstream.kafka.admin import create_topics, make_admin
 from logstream.settings import Settings
 from logstream.topics import event_topic_specs
-from tests.conftest import free_port_block, free_port_pair
+from tests.conftest import free_port_block, local_cluster
 
 REPO = Path(__file__).resolve().parents[2]
 URL = "https://example.com/a?b=c"
@@ -425,20 +425,7 @@ def test_fuzzed_requests_never_get_5xx(settings, topic, mode):
 # ----- a private broker we may stop: outage and SIGTERM -----------------------------------------
 @pytest.fixture(scope="module")
 def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from logstream.broker.assemble import ensure_kafka_runtime
-    from logstream.broker.local import LocalCluster
-    from logstream.settings import load_settings
-
-    base = load_settings()
-    runtime = ensure_kafka_runtime(base.kafka_version, base.kafka_cache_dir)
-    port = free_port_pair()
-    cluster = LocalCluster(
-        runtime,
-        tmp_path_factory.mktemp("private-broker"),
-        port=port,
-        controller_port=port + 1,
-        heap="512m",
-    )
+    cluster = local_cluster(tmp_path_factory.mktemp("private-broker"))
     cluster.start()
     try:
         settings = Settings(bootstrap_servers=cluster.bootstrap_servers, topic_partitions=3)
