@@ -19,7 +19,7 @@ from logstream.stores.factory import open_store
 from logstream.topics import resolve_topics
 from logstream.versions import VersionRegistry
 
-__all__ = ["consume", "run_view", "views"]
+__all__ = ["consume", "lag", "run_view", "views"]
 
 VersionOpt = Annotated[
     str | None, typer.Option("--version", help="view version (default: the current one)")
@@ -139,3 +139,46 @@ def views() -> None:
                 )
             for topic, partition, start, end in stats.skipped:
                 say(f"  skipped {topic}[{partition}] offsets {start}..{end - 1}")
+
+
+def lag(
+    view: Annotated[str | None, typer.Argument(help="one view (default: all)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Lag per group and partition of the current view versions (what a queue backs up)."""
+    import json
+
+    from consumers import VIEWS, get_view
+
+    settings = load_settings()
+    registry = VersionRegistry(settings)
+    specs = [get_view(view)] if view else list(VIEWS.values())
+    rows = []
+    for spec in specs:
+        namespace = VersionRegistry.namespace(spec.name, registry.current(spec.name))
+        store = open_store(settings.store_url, settings.data_dir, namespace, spec.totals_series)
+        try:
+            positions = store.positions()
+        finally:
+            store.close()
+        for item in partition_lags(settings, resolve_topics(settings, spec.topics), positions):
+            rows.append(
+                {
+                    "group": namespace,
+                    "topic": item.topic,
+                    "partition": item.partition,
+                    "stored_offset": item.stored_offset,
+                    "log_end": item.log_end,
+                    "lag": item.lag,
+                }
+            )
+    if as_json:
+        say(json.dumps(rows, indent=2))
+        return
+    say(f"{'GROUP':<24}{'TOPIC':<20}{'PARTITION':>10}{'STORED':>10}{'END':>10}{'LAG':>10}")
+    for row in rows:
+        stored = "-" if row["stored_offset"] is None else row["stored_offset"]
+        say(
+            f"{row['group']:<24}{row['topic']:<20}{row['partition']:>10}{stored:>10}"
+            f"{row['log_end']:>10}{row['lag']:>10}"
+        )

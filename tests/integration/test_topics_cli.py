@@ -47,3 +47,42 @@ def test_unknown_setting_is_one_clear_line(kafka_bootstrap):
     assert result.stderr.strip().splitlines() == [
         "error: unknown setting(s) LOGSTREAM_BOOTSTRAP_SERVER: see README, Configuration"
     ]
+
+
+def test_lag_reports_unapplied_events_per_partition(kafka_bootstrap, unique_name, tmp_path):
+    import json
+
+    from confluent_kafka import Producer
+
+    prefix = unique_name("lag") + "."
+    env = {
+        **os.environ,
+        "LOGSTREAM_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "LOGSTREAM_TOPIC_PREFIX": prefix,
+        "LOGSTREAM_DATA_DIR": str(tmp_path),
+    }
+    cli = [sys.executable, "-m", "logstream"]
+    assert (
+        subprocess.run(
+            [*cli, "topics", "create", "--partitions", "2"], env=env, timeout=120
+        ).returncode
+        == 0
+    )
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(5):
+        producer.produce(f"{prefix}likes", value=b"x", partition=i % 2)
+    assert producer.flush(30) == 0
+    result = subprocess.run(
+        [*cli, "lag", "likes-by-url", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [(r["partition"], r["lag"], r["stored_offset"]) for r in rows] == [
+        (0, 3, None),
+        (1, 2, None),
+    ]
+    assert {r["group"] for r in rows} == {"likes-by-url"}
