@@ -317,17 +317,17 @@ class ViewRunner:
             return False
         targets = self.result.targets
         pending = self._pending
-        for tp in self._assigned:
-            target = targets.get(tp)
-            if target is None:
-                continue
-            position = pending.next_offsets.get(tp, pending.started_at.get(tp))
-            if position is None:
-                if target > self._log_starts.get(tp, 0):
-                    return False
-            elif position < target:
-                return False
-        return True
+        return all(
+            self._reached(tp, pending.next_offsets.get(tp, pending.started_at.get(tp)))
+            for tp in self._assigned
+            if tp in targets
+        )
+
+    def _reached(self, tp: TP, position: int | None) -> bool:
+        """`position` (None: nothing stored, i.e. the log start) is at `tp`'s target."""
+        if position is None:
+            position = self._log_starts.get(tp, 0)
+        return position >= self.result.targets[tp]
 
     def _others_caught_up(self, consumer: Consumer) -> bool:
         """Partitions this member does not own are caught up too, per the (shared) store.
@@ -345,15 +345,10 @@ class ViewRunner:
         if not self._settle(consumer):
             return False
         stored = self.store.positions()
-        for tp in others:
-            target = self.result.targets[tp]
-            position = stored.get(tp)
-            if position is None:
-                if target > self._log_starts.get(tp, 0):
-                    return False
-            elif position.next_offset < target:
-                return False
-        return True
+        return all(
+            self._reached(tp, position.next_offset if (position := stored.get(tp)) else None)
+            for tp in others
+        )
 
 
 def _commit_sync(consumer: Consumer, offsets: list[TopicPartition]) -> None:
