@@ -10,8 +10,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 
+from logstream.kafka.admin import topic_watermarks
 from logstream.kafka.config import consumer_config
 from logstream.settings import Settings
 from logstream.stores.base import StoreStats
@@ -45,15 +46,8 @@ class EndOffsets:
     def _fetch(self, topic: str) -> dict[int, int]:
         if self._consumer is None:
             self._consumer = Consumer(consumer_config(self._settings, "logstream-freshness"))
-        metadata = self._consumer.list_topics(topic, timeout=2)
-        partitions = metadata.topics[topic].partitions
-        ends = {}
-        for partition in partitions:
-            _low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=2, cached=False
-            )
-            ends[partition] = high
-        return ends
+        marks = topic_watermarks(self._consumer, [topic], timeout_s=2)
+        return {partition: high for (_topic, partition), (_low, high) in marks.items()}
 
     def close(self) -> None:
         with self._lock:

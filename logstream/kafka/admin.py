@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from logstream.errors import LogstreamError
 from logstream.kafka.config import admin_config
 from logstream.settings import Settings
 
-__all__ = ["TopicSpec", "create_topics", "make_admin", "watermarks"]
+__all__ = ["TopicSpec", "create_topics", "make_admin", "topic_watermarks"]
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,21 @@ def create_topics(
     return outcome
 
 
-def watermarks(
-    consumer_like: object, topic: str, partitions: Iterable[int], timeout_s: float = 10.0
-) -> dict[int, tuple[int, int]]:
-    """(low, high) offsets per partition, using any confluent-kafka Consumer."""
-    result = {}
-    for partition in partitions:
-        low, high = consumer_like.get_watermark_offsets(  # type: ignore[attr-defined]
-            TopicPartition(topic, partition), timeout=timeout_s, cached=False
-        )
-        result[partition] = (low, high)
-    return result
+def topic_watermarks(
+    consumer: Consumer, topics: Iterable[str], timeout_s: float = 10.0
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """(log start, log end) of every partition of `topics`; a missing topic is an error."""
+    metadata = consumer.list_topics(timeout=timeout_s)
+    marks: dict[tuple[str, int], tuple[int, int]] = {}
+    for topic in topics:
+        info = metadata.topics.get(topic)
+        if info is None or info.error is not None:
+            raise LogstreamError(
+                f"topic {topic!r} not found: create it first (logstream topics create)"
+            )
+        for partition in sorted(info.partitions):
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout_s, cached=False
+            )
+            marks[(topic, partition)] = (low, high)
+    return marks

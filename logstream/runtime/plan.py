@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 
-from logstream.errors import LogstreamError
+from logstream.kafka.admin import topic_watermarks
 from logstream.kafka.config import consumer_config
 from logstream.settings import Settings
 from logstream.stores.base import Position
@@ -38,22 +38,13 @@ def partition_lags(
     """Watermarks of every partition of `topics` joined with the store's positions."""
     consumer = Consumer(consumer_config(settings, "logstream-lag-probe"))
     try:
-        metadata = consumer.list_topics(timeout=timeout_s)
-        lags = []
-        for topic in topics:
-            info = metadata.topics.get(topic)
-            if info is None or info.error is not None:
-                raise LogstreamError(f"topic {topic!r} not found (logstream topics create)")
-            for partition in sorted(info.partitions):
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=timeout_s, cached=False
-                )
-                stored = positions.get((topic, partition))
-                lags.append(
-                    PartitionLag(
-                        topic, partition, stored.next_offset if stored else None, low, high
-                    )
-                )
-        return lags
+        marks = topic_watermarks(consumer, topics, timeout_s)
     finally:
         consumer.close()
+    lags = []
+    for (topic, partition), (low, high) in marks.items():
+        stored = positions.get((topic, partition))
+        lags.append(
+            PartitionLag(topic, partition, stored.next_offset if stored else None, low, high)
+        )
+    return lags

@@ -28,6 +28,7 @@ from confluent_kafka import (
 
 from logstream.codec import Codec
 from logstream.errors import LogstreamError, StaleOffsetError
+from logstream.kafka.admin import topic_watermarks
 from logstream.kafka.config import consumer_config
 from logstream.runtime.committer import Committer
 from logstream.runtime.dlq import DeadLetters
@@ -166,21 +167,9 @@ class ViewRunner:
 
     def _end_offsets(self, consumer: Consumer) -> dict[TP, int]:
         """Each partition's end offset at start: `--until-caught-up` stops there."""
-        targets: dict[TP, int] = {}
-        metadata = consumer.list_topics(timeout=10)
-        for topic in self.topics:
-            info = metadata.topics.get(topic)
-            if info is None or info.error is not None:
-                raise LogstreamError(
-                    f"topic {topic!r} not found: create it first (logstream topics create)"
-                )
-            for partition in info.partitions:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=10, cached=False
-                )
-                targets[(topic, partition)] = high
-                self._log_starts[(topic, partition)] = low
-        return targets
+        marks = topic_watermarks(consumer, self.topics)
+        self._log_starts = {tp: low for tp, (low, _high) in marks.items()}
+        return {tp: high for tp, (_low, high) in marks.items()}
 
     def _loop(self, consumer: Consumer) -> None:
         batch_size = self.settings.consume_batch_size
