@@ -11,7 +11,7 @@ import base64
 import binascii
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Query, Request
 
@@ -30,6 +30,10 @@ from logstream.view import View
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/views", tags=["views"])
+
+BY_URL = cast(LikesByUrl, VIEWS["likes-by-url"])
+BY_USER = cast(LikesByUser, VIEWS["likes-by-user"])
+BY_WINDOW = cast(LikesByWindow, VIEWS["likes-by-window"])
 
 WaitFor = Annotated[
     list[str] | None,
@@ -83,6 +87,16 @@ def _wait_until_applied(
         time.sleep(0.05)
 
 
+def _open(
+    request: Request, view: View, wait_for: list[str] | None, wait_ms: int | None
+) -> tuple[ViewReaders, ViewStore, str]:
+    """The view's current version and store, after any read-your-writes wait."""
+    readers = _readers(request)
+    store, version = readers.resolve(view)
+    _wait_until_applied(readers, view, store, wait_for, wait_ms)
+    return readers, store, version
+
+
 def _answer(
     readers: ViewReaders, view: View, store: ViewStore, version: str, body: dict[str, Any]
 ) -> dict[str, Any]:
@@ -123,11 +137,8 @@ def likes_by_url(
     wait_ms: WaitMs = None,
 ) -> dict[str, Any]:
     """Likes of one URL, with first and last event time (count 0 if never liked)."""
-    readers = _readers(request)
-    view = VIEWS["likes-by-url"]
-    assert isinstance(view, LikesByUrl)
-    store, version = readers.resolve(view)
-    _wait_until_applied(readers, view, store, wait_for, wait_ms)
+    view = BY_URL
+    readers, store, version = _open(request, view, wait_for, wait_ms)
     return _answer(readers, view, store, version, _with_times(view.lookup(store, url)))
 
 
@@ -142,9 +153,7 @@ def likes_by_url_top(
 ) -> dict[str, Any]:
     """URLs ranked by likes, ties by URL; with since/until, within that event-time range
     (widened to whole hours: the view keeps hourly buckets)."""
-    readers = _readers(request)
-    view = VIEWS["likes-by-url"]
-    assert isinstance(view, LikesByUrl)
+    view = BY_URL
     since_ms, until_ms = parse_time_param("since", since), parse_time_param("until", until)
     if since_ms is not None and until_ms is not None and until_ms <= since_ms:
         raise bad_param("until", "must be later than since")
@@ -153,8 +162,7 @@ def likes_by_url_top(
         since_ms -= since_ms % bucket
     if until_ms is not None and until_ms % bucket:
         until_ms += bucket - until_ms % bucket
-    store, version = readers.resolve(view)
-    _wait_until_applied(readers, view, store, wait_for, wait_ms)
+    readers, store, version = _open(request, view, wait_for, wait_ms)
     items = view.top(store, limit, since_ms, until_ms)
     return _answer(
         readers,
@@ -179,11 +187,8 @@ def likes_by_user(
     wait_ms: WaitMs = None,
 ) -> dict[str, Any]:
     """Likes given by one user, with first and last event time."""
-    readers = _readers(request)
-    view = VIEWS["likes-by-user"]
-    assert isinstance(view, LikesByUser)
-    store, version = readers.resolve(view)
-    _wait_until_applied(readers, view, store, wait_for, wait_ms)
+    view = BY_USER
+    readers, store, version = _open(request, view, wait_for, wait_ms)
     return _answer(readers, view, store, version, _with_times(view.lookup(store, user_id)))
 
 
@@ -221,11 +226,8 @@ def likes_by_window(
     if until_ms <= since_ms:
         raise bad_param("until", "must be later than since")
     after = _decode_cursor(cursor)
-    readers = _readers(request)
-    view = VIEWS["likes-by-window"]
-    assert isinstance(view, LikesByWindow)
-    store, version = readers.resolve(view)
-    _wait_until_applied(readers, view, store, wait_for, wait_ms)
+    view = BY_WINDOW
+    readers, store, version = _open(request, view, wait_for, wait_ms)
     rows = view.windows(store, size, url, since_ms, until_ms, limit + 1, after)
     more = len(rows) > limit
     rows = rows[:limit]
