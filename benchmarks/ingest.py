@@ -10,6 +10,14 @@ Measures, in one run and on the same server settings (uvicorn, 1 worker, no acce
 Prints a JSON document and a table with the ratios against the targets (single >= 60% of
 no-op, batch >= 50% of raw loop).
 
+Fairness on a small shared machine, where the speed of a core drifts by tens of percent
+from one minute to the next:
+- each measurement and its baseline alternate in short turns (`--slice`, 1 s: the no-op and
+  the ingest server are both up and the load generator switches between them; batches and
+  the raw loop alternate in rounds), so both see the same machine;
+- the broker first gets `--broker-warmup` seconds of produce load: a fresh JVM runs
+  interpreted for its first minute, which would be charged to whichever ran first.
+
 Broker: LOGSTREAM_BENCH_BOOTSTRAP if set, else a private local broker on free ports with its
 data in a temporary folder (stopped at the end). Each server runs in its own process and the
 load generator in another (a small keep-alive HTTP/1.1 client on uvloop, so the generator costs
@@ -38,6 +46,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 BATCH_SIZE = 1000
+BATCH_ROUND_S = 4.0  # batches and the raw loop alternate in rounds of at least this long
+SERVERS = ("noop", "ingest")
 URLS = 1000  # distinct urls, hence keys, spread over the partitions
 
 
@@ -113,9 +123,46 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
+class _Target:
+    """One server under load: its keep-alive connections and what was measured against it."""
+
+    def __init__(self, name: str, port: int) -> None:
+        self.name = name
+        self.port = port
+        self.connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.latencies: list[float] = []
+        self.statuses: dict[int, int] = {}
+        self.busy_s = 0.0  # measured slice time
+
+    def summary(self) -> dict[str, Any]:
+        self.latencies.sort()
+        ok = sum(count for status, count in self.statuses.items() if 200 <= status < 300)
+        return {
+            "requests": len(self.latencies),
+            "ok": ok,
+            "statuses": {str(k): v for k, v in self.statuses.items()},
+            "seconds": self.busy_s,
+            "requests_per_s": ok / self.busy_s if self.busy_s else 0.0,
+            "p50_ms": percentile(self.latencies, 0.50) * 1000,
+            "p99_ms": percentile(self.latencies, 0.99) * 1000,
+        }
+
+
 async def _load(
-    port: int, path: str, bodies: list[bytes], concurrency: int, warmup: float, duration: float
+    targets: list[_Target],
+    path: str,
+    bodies: list[bytes],
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    slice_s: float,
 ) -> dict[str, Any]:
+    """Load the targets in turn, `slice_s` seconds each, until each had `duration` seconds.
+
+    Interleaving short slices makes the comparison fair on a shared machine whose speed
+    drifts by tens of percent over minutes: every target sees the same conditions. A slice
+    ends when the last of its requests is answered; its rate counts the whole slice.
+    """
     requests = [
         (
             f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -125,42 +172,49 @@ async def _load(
         for body in bodies
     ]
     clock = time.perf_counter  # uvloop's loop.time() ticks in whole milliseconds
-    start = clock()
-    measure_from = start + warmup
-    stop_at = measure_from + duration
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
+    for target in targets:
+        target.connections = [
+            await asyncio.open_connection("127.0.0.1", target.port) for _ in range(concurrency)
+        ]
 
-    async def worker(n: int) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async def worker(target: _Target, n: int, stop_at: float, measured: bool) -> None:
+        reader, writer = target.connections[n]
         i = n
         while True:
             sent = clock()
             if sent >= stop_at:
-                break
+                return
             writer.write(requests[i % len(requests)])
             status = await _read_response(reader)
-            done = clock()
-            if sent >= measure_from:
-                latencies.append(done - sent)
-                statuses[status] = statuses.get(status, 0) + 1
+            if measured:
+                target.latencies.append(clock() - sent)
+                target.statuses[status] = target.statuses.get(status, 0) + 1
             i += concurrency
-        writer.close()
 
-    await asyncio.gather(*(worker(n) for n in range(concurrency)))
-    latencies.sort()
-    ok = sum(count for status, count in statuses.items() if 200 <= status < 300)
-    return {
-        "requests": len(latencies),
-        "ok": ok,
-        "statuses": {str(k): v for k, v in statuses.items()},
-        "requests_per_s": ok / duration,
-        "p50_ms": percentile(latencies, 0.50) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-    }
+    async def run_slice(target: _Target, seconds: float, measured: bool) -> None:
+        start = clock()
+        await asyncio.gather(
+            *(worker(target, n, start + seconds, measured) for n in range(concurrency))
+        )
+        if measured:
+            target.busy_s += clock() - start
+
+    for target in targets:  # warm each server (and the broker behind it) up
+        await run_slice(target, warmup, measured=False)
+    rounds = max(1, round(duration / slice_s))
+    for r in range(rounds):
+        ordered = targets if r % 2 == 0 else targets[::-1]  # neither always goes first
+        for target in ordered:
+            await run_slice(target, duration / rounds, measured=True)
+    for target in targets:
+        for _, writer in target.connections:
+            writer.close()
+    return {target.name: target.summary() for target in targets}
 
 
-def load_main(port: int, mode: str, concurrency: int, warmup: float, duration: float) -> None:
+def load_main(
+    targets: list[str], mode: str, concurrency: int, warmup: float, duration: float, slice_s: float
+) -> None:
     import uvloop
 
     if mode == "batch":
@@ -172,22 +226,24 @@ def load_main(port: int, mode: str, concurrency: int, warmup: float, duration: f
     else:
         path = "/v1/events/likes"
         bodies = [json.dumps(like(i)).encode() for i in range(URLS)]
-    result = uvloop.run(_load(port, path, bodies, concurrency, warmup, duration))
+    parsed = [_Target(name, int(port)) for name, port in (t.split("=") for t in targets)]
+    result = uvloop.run(_load(parsed, path, bodies, concurrency, warmup, duration, slice_s))
     print(json.dumps(result))
 
 
 def run_load(
-    port: int, mode: str, concurrency: int, warmup: float, duration: float
+    targets: dict[str, int],
+    mode: str,
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    slice_s: float,
 ) -> dict[str, Any]:
-    argv = [sys.executable, __file__, "--load", mode, "--port", str(port)]
-    argv += [
-        "--concurrency",
-        str(concurrency),
-        "--warmup",
-        str(warmup),
-        "--duration",
-        str(duration),
-    ]
+    """Measure `targets` (name -> port) interleaved, in a load-generator process."""
+    argv = [sys.executable, __file__, "--load", mode]
+    argv += [f"--target={name}={port}" for name, port in targets.items()]
+    argv += ["--concurrency", str(concurrency), "--warmup", str(warmup)]
+    argv += ["--duration", str(duration), "--slice", str(slice_s)]
     out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -244,7 +300,8 @@ def raw_main(bootstrap: str, topic: str, warmup: float, duration: float) -> None
             producer.poll(0)
     producer.flush(30)
     elapsed = time.monotonic() - measure_start
-    print(json.dumps({"events_per_s": (acked[0] - counted_from) / elapsed}))
+    events = acked[0] - counted_from
+    print(json.dumps({"events_per_s": events / elapsed, "events": events, "seconds": elapsed}))
 
 
 def run_raw(bootstrap: str, topic: str, warmup: float, duration: float) -> dict[str, Any]:
@@ -289,29 +346,48 @@ def make_topic(bootstrap: str) -> str:
     return topic
 
 
-def orchestrate(warmup: float, duration: float) -> dict[str, Any]:
+def orchestrate(warmup: float, duration: float, slice_s: float, broker_warmup: float) -> Any:
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-        "settings": {"warmup_s": warmup, "duration_s": duration, "batch_size": BATCH_SIZE},
+        "settings": {
+            "warmup_s": warmup,
+            "duration_s": duration,
+            "slice_s": slice_s,
+            "broker_warmup_s": broker_warmup,
+            "batch_size": BATCH_SIZE,
+        },
     }
     with ExitStack() as stack:
         bootstrap = stack.enter_context(broker())
         topic = make_topic(bootstrap)
         results["broker"] = bootstrap
-        for kind in ("noop", "ingest"):
-            with server(kind, bootstrap, topic) as port:
-                for concurrency in (32, 128):
-                    print(f"{kind} single c={concurrency} ...", file=sys.stderr)
-                    results[f"{kind}_single_c{concurrency}"] = run_load(
-                        port, "single", concurrency, warmup, duration
-                    )
-                if kind == "ingest":
-                    print("ingest batch ...", file=sys.stderr)
-                    batch = run_load(port, "batch", 4, warmup, duration)
-                    batch["events_per_s"] = batch["requests_per_s"] * BATCH_SIZE
-                    results["ingest_batch_1000"] = batch
-        print("raw encode-and-produce loop ...", file=sys.stderr)
-        results["raw_produce_loop"] = run_raw(bootstrap, topic, warmup, duration)
+        # A fresh JVM runs its first minute or so interpreted: warm it up like a broker that
+        # has been serving for a while, or the first measurement pays for the JIT.
+        print(f"warming the broker up ({broker_warmup:g} s) ...", file=sys.stderr)
+        run_raw(bootstrap, topic, 0.0, broker_warmup)
+        ports = {kind: stack.enter_context(server(kind, bootstrap, topic)) for kind in SERVERS}
+        for concurrency in (32, 128):
+            print(f"single events, c={concurrency}, interleaved ...", file=sys.stderr)
+            measured = run_load(ports, "single", concurrency, warmup, duration, slice_s)
+            for kind in SERVERS:
+                results[f"{kind}_single_c{concurrency}"] = measured[kind]
+        # Batches and the raw loop alternate in rounds, for the same reason.
+        rounds = max(1, round(duration / max(slice_s, BATCH_ROUND_S)))
+        batch_parts: list[dict[str, Any]] = []
+        raw_parts: list[dict[str, Any]] = []
+        for r in range(rounds):
+            print(f"batches and raw loop, round {r + 1}/{rounds} ...", file=sys.stderr)
+            part = duration / rounds
+            batch_parts.append(
+                run_load({"ingest": ports["ingest"]}, "batch", 4, warmup, part, part)["ingest"]
+            )
+            raw_parts.append(run_raw(bootstrap, topic, warmup, part))
+        results["ingest_batch_1000"] = _merge_batches(batch_parts)
+        raw_seconds = sum(p["seconds"] for p in raw_parts)
+        results["raw_produce_loop"] = {
+            "events_per_s": sum(p["events"] for p in raw_parts) / raw_seconds,
+            "seconds": raw_seconds,
+        }
     ratios = {
         f"single_c{c}_vs_noop": results[f"ingest_single_c{c}"]["requests_per_s"]
         / results[f"noop_single_c{c}"]["requests_per_s"]
@@ -322,6 +398,22 @@ def orchestrate(warmup: float, duration: float) -> dict[str, Any]:
     )
     results["ratios"] = ratios
     return results
+
+
+def _merge_batches(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One summary of several batch rounds (percentiles: the median round's)."""
+    seconds = sum(p["seconds"] for p in parts)
+    ok = sum(p["ok"] for p in parts)
+    middle = sorted(parts, key=lambda p: p["p50_ms"])[len(parts) // 2]
+    return {
+        "requests": sum(p["requests"] for p in parts),
+        "ok": ok,
+        "seconds": seconds,
+        "requests_per_s": ok / seconds,
+        "events_per_s": ok * BATCH_SIZE / seconds,
+        "p50_ms": middle["p50_ms"],
+        "p99_ms": middle["p99_ms"],
+    }
 
 
 def table(r: dict[str, Any]) -> str:
@@ -355,10 +447,19 @@ def table(r: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
-    parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--serve", choices=["ingest", "noop"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--duration", type=float, default=12.0, help="measured seconds per server and setting"
+    )
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
+    parser.add_argument(
+        "--slice", type=float, default=1.0, help="seconds per turn when servers alternate"
+    )
+    parser.add_argument(
+        "--broker-warmup", type=float, default=20.0, help="seconds of produce load before measuring"
+    )
+    parser.add_argument("--serve", choices=list(SERVERS), help=argparse.SUPPRESS)
     parser.add_argument("--load", choices=["single", "batch"], help=argparse.SUPPRESS)
+    parser.add_argument("--target", action="append", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, default=32, help=argparse.SUPPRESS)
@@ -368,11 +469,13 @@ def main() -> None:
     if args.serve:
         serve(args.serve, args.port, args.bootstrap, args.topic)
     elif args.load:
-        load_main(args.port, args.load, args.concurrency, args.warmup, args.duration)
+        load_main(
+            args.target, args.load, args.concurrency, args.warmup, args.duration, args.slice
+        )
     elif args.raw:
         raw_main(args.bootstrap, args.topic, args.warmup, args.duration)
     else:
-        results = orchestrate(args.warmup, args.duration)
+        results = orchestrate(args.warmup, args.duration, args.slice, args.broker_warmup)
         print(json.dumps(results, indent=2))
         print(table(results))
 

@@ -7,12 +7,12 @@ Kept apart from the routes so that validation is one plain function: a posted di
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
+from ingest_api.event_ids import new_event_id
 from ingest_api.models import FieldError, LikeCreate
 from ingest_api.timestamps import InvalidTimestampError, parse_occurred_at
 from logstream.codec import Codec, InvalidRecordError
@@ -68,7 +68,7 @@ def prepare_like(state: IngestState, data: Any, *, now: int) -> tuple[OutgoingMe
             problems.append(FieldError(field="occurred_at", message=str(exc)))
     if problems or like is None:
         raise EventRejected(problems)
-    event_id = str(like.event_id or uuid.uuid4())
+    event_id = str(like.event_id) if like.event_id is not None else new_event_id()
     record: dict[str, Any] = {
         "event_id": event_id,
         "url": like.url,

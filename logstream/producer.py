@@ -226,7 +226,8 @@ class EventProducer:
         deadline = loop.time() + self.ack_timeout_s
         future: asyncio.Future[Any] = loop.create_future()
         callback = partial(self._on_single_delivery, future)
-        await self._enqueue(topic, key, value, timestamp_ms, callback, deadline)
+        if not self._produce(topic, key, value, timestamp_ms, callback):  # queue full: wait
+            await self._enqueue(topic, key, value, timestamp_ms, callback, deadline)
         timer = loop.call_at(deadline, _expire, future, self.ack_timeout_s)
         try:
             result = await future
@@ -287,26 +288,31 @@ class EventProducer:
     ) -> None:
         """produce(), waiting (without blocking the loop) while the local queue is full."""
         loop = asyncio.get_running_loop()
-        producer = self._client()
-        while True:
-            try:
-                producer.produce(
-                    topic, value=value, key=key, timestamp=timestamp_ms, on_delivery=callback
-                )
-                self._wake()
-                return
-            except BufferError:
-                if loop.time() + _QUEUE_FULL_RETRY_S >= deadline:
-                    raise BrokerUnavailableError(
-                        "the producer queue is full (the broker is slow or unreachable)",
-                        retry_after_s=1,
-                    ) from None
-                await asyncio.sleep(_QUEUE_FULL_RETRY_S)
-            except KafkaException as exc:
+        while not self._produce(topic, key, value, timestamp_ms, callback):
+            if loop.time() + _QUEUE_FULL_RETRY_S >= deadline:
                 raise BrokerUnavailableError(
-                    f"the producer refused the write: {exc.args[0]}",
-                    retry_after_s=self._retry_after(),
-                ) from exc
+                    "the producer queue is full (the broker is slow or unreachable)",
+                    retry_after_s=1,
+                )
+            await asyncio.sleep(_QUEUE_FULL_RETRY_S)
+
+    def _produce(
+        self, topic: str, key: bytes, value: bytes, timestamp_ms: int, callback: Any
+    ) -> bool:
+        """One produce() call; False when the local queue is full (try again later)."""
+        try:
+            self._client().produce(
+                topic, value=value, key=key, timestamp=timestamp_ms, on_delivery=callback
+            )
+        except BufferError:
+            return False
+        except KafkaException as exc:
+            raise BrokerUnavailableError(
+                f"the producer refused the write: {exc.args[0]}",
+                retry_after_s=self._retry_after(),
+            ) from exc
+        self._wake()
+        return True
 
     def _client(self) -> Producer:
         """The live client; replaces it after a fatal error so ingest heals by itself."""

@@ -237,3 +237,40 @@ def test_missing_required_field_is_named(codec: Codec) -> None:
 
 def test_codec_errors_share_a_root() -> None:
     assert issubclass(InvalidRecordError, CodecError)
+
+
+_ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=5),
+    st.binary(max_size=5),
+    st.uuids().map(str),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    changes=st.dictionaries(
+        st.sampled_from(["event_id", "url", "user_id", "occurred_at", "referrer", "colour"]),
+        _ANY_VALUE,
+        max_size=3,
+    ),
+    dropped=st.sets(st.sampled_from(["event_id", "url", "user_id", "occurred_at", "referrer"])),
+)
+def test_encode_accepts_exactly_what_the_schema_validator_accepts(
+    codec: Codec, changes: dict[str, Any], dropped: set[str]
+) -> None:
+    """The flat fast check in `encode` agrees with fastavro's validator plus the UUID rule."""
+    record = {**_like(), **changes}
+    for name in dropped:
+        record.pop(name, None)
+    try:
+        codec.validate("like", record)  # the slow, reference path
+    except InvalidRecordError:
+        with pytest.raises(InvalidRecordError):
+            codec.encode("like", record)
+        return
+    _, decoded = codec.decode(codec.encode("like", record))
+    assert decoded == {"referrer": None, **record}
