@@ -469,9 +469,7 @@ def main() -> None:
     if args.serve:
         serve(args.serve, args.port, args.bootstrap, args.topic)
     elif args.load:
-        load_main(
-            args.target, args.load, args.concurrency, args.warmup, args.duration, args.slice
-        )
+        load_main(args.target, args.load, args.concurrency, args.warmup, args.duration, args.slice)
     elif args.raw:
         raw_main(args.bootstrap, args.topic, args.warmup, args.duration)
     else:
