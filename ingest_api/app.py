@@ -73,8 +73,8 @@ def create_app(
     app.state.settings = resolved
     app.state.view_readers = ViewReaders(resolved)
     install_error_handlers(app)
+    app.include_router(events.router)  # first: the most frequent requests match at once
     app.include_router(health.router)
-    app.include_router(events.router)
     # --- read router (owned by the lead): /v1/views/... ------------------------------------
     # Included when `ingest_api/routes/views.py` exists; an error inside it still surfaces.
     if importlib.util.find_spec(VIEWS_ROUTER_MODULE) is not None:

@@ -9,6 +9,7 @@ import json
 from collections.abc import Collection
 from typing import Any
 
+import orjson
 from fastapi import Request
 
 from ingest_api.errors import ApiError
@@ -65,7 +66,17 @@ def _reject_constant(name: str) -> Any:
 
 
 def _loads(data: bytes) -> Any:
-    """json.loads, strict: no NaN/Infinity; every failure (even deep nesting) a ValueError."""
+    """Strict JSON (no NaN/Infinity); every failure, even deep nesting, is a ValueError.
+
+    orjson parses well-formed UTF-8 several times faster than the standard library, which
+    matters on the single-event path. What it refuses is decided again by `json.loads`, so
+    the rare odd-but-valid document (UTF-16, a lone surrogate escape) still parses and is
+    then judged by the validation with a 422 naming its field, as before.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(data, parse_constant=_reject_constant)
     except RecursionError:

@@ -263,9 +263,14 @@ def _flat_fields(schema: dict[str, Any]) -> tuple[_FlatField, ...] | None:
     """Per-field type checks when every field is a primitive or a union of primitives."""
     fields: list[_FlatField] = []
     for f in schema["fields"]:
-        branches = f["type"] if isinstance(f["type"], list) else [f["type"]]
-        if not all(isinstance(b, str) and b in _PYTHON_TYPES for b in branches):
-            return None
+        declared = f["type"] if isinstance(f["type"], list) else [f["type"]]
+        # {"type": "long"} (what is left of a logical type) is the primitive itself.
+        branches: list[str] = []
+        for branch in declared:
+            name = branch.get("type") if isinstance(branch, dict) else branch
+            if not isinstance(name, str) or name not in _PYTHON_TYPES:
+                return None
+            branches.append(name)
         types = tuple(dict.fromkeys(t for b in branches for t in _PYTHON_TYPES[b]))
         bits = 64 if "long" in branches else 32 if "int" in branches else 0
         fields.append(_FlatField(f["name"], types, "default" not in f, bits))

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
 from ingest_api.body import JSON, NDJSON, media_type, parse_json, parse_ndjson, read_body
 from ingest_api.deps import state_of
@@ -23,6 +22,7 @@ from ingest_api.models import (
     FieldError,
     LikeCreate,
 )
+from ingest_api.responses import FastJSONResponse, JSONResponse
 from ingest_api.service import EventRejected, prepare_like
 from ingest_api.timestamps import now_ms
 from logstream.producer import BrokerUnavailableError, OutgoingMessage
@@ -81,7 +81,7 @@ async def post_like(request: Request) -> JSONResponse:
         )
     except BrokerUnavailableError as exc:
         raise _broker_error(exc) from None
-    return JSONResponse(
+    return FastJSONResponse(
         {
             "event_id": event_id,
             "topic": delivery.topic,
@@ -149,7 +149,7 @@ async def post_like_batch(request: Request) -> JSONResponse:
         results.append(entry)
     written = sum(1 for o in outcomes if o.ok)
     if written == len(results):
-        return JSONResponse({"accepted": written, "events": results}, status_code=202)
+        return FastJSONResponse({"accepted": written, "events": results}, status_code=202)
     failed = len(results) - written
     error = ApiError(
         503,

@@ -274,3 +274,13 @@ def test_encode_accepts_exactly_what_the_schema_validator_accepts(
         return
     _, decoded = codec.decode(codec.encode("like", record))
     assert decoded == {"referrer": None, **record}
+
+
+def test_like_records_take_the_fast_check(codec: Codec) -> None:
+    """Like is made of primitives: `encode` must not fall back to fastavro's validator."""
+    from logstream.codec import _fits_flat
+
+    plan = codec._write_plan("like")
+    assert plan.flat_fields is not None
+    assert _fits_flat(plan, _like())
+    assert _fits_flat(plan, _like(referrer="https://example.org/"))
