@@ -12,8 +12,10 @@ How it works:
   calls `poll(0)` every millisecond while messages are outstanding and sleeps until the next
   send otherwise. A separate polling thread was measured first; its GIL hand-offs with the
   loop thread cost more CPU per request than validation and encoding together, and halved
-  the request rate. Futures of other event loops (test clients) are settled through
-  `call_soon_threadsafe`, once per poll round.
+  the request rate (re-measured later: still no better). Reports for that loop's futures
+  settle them inside `poll()`; futures of other event loops (test clients) are settled
+  through `call_soon_threadsafe`, once per poll round. The same task fails single sends
+  still unanswered at the bound (one deque of deadlines instead of a timer per request).
 - `message.timeout.ms` and `request.timeout.ms` equal the bound, so a message that was not
   acknowledged when the caller got its 503 is expired by librdkafka about then instead of
   being retried into the log minutes later. One window remains: a request already on the
@@ -32,6 +34,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -169,6 +172,10 @@ class EventProducer:
         self._poller: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
         self._settled: list[_Settled] = []  # filled by callbacks inside poll()/flush()
+        # Single sends of the polling loop, oldest first (one bound, so deadlines ascend):
+        # the poll task expires them, which is cheaper than one timer per request.
+        self._deadlines: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        self._serving: asyncio.AbstractEventLoop | None = None  # set while poll() runs on it
 
     # ----- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -228,6 +235,9 @@ class EventProducer:
         callback = partial(self._on_single_delivery, future)
         if not self._produce(topic, key, value, timestamp_ms, callback):  # queue full: wait
             await self._enqueue(topic, key, value, timestamp_ms, callback, deadline)
+        if loop is self._loop:
+            self._deadlines.append((deadline, future))
+            return await future
         timer = loop.call_at(deadline, _expire, future, self.ack_timeout_s)
         try:
             result = await future
@@ -349,12 +359,13 @@ class EventProducer:
                 loop.call_soon_threadsafe(wakeup.set)
 
     async def _poll_forever(self) -> None:
-        wakeup = self._wakeup
+        wakeup, loop = self._wakeup, asyncio.get_running_loop()
         assert wakeup is not None
         while True:
             producer = self._producer
             if producer is None:
                 return
+            self._serving = loop
             try:
                 producer.poll(0)
                 for old in list(self._retired):
@@ -363,14 +374,31 @@ class EventProducer:
                         self._retired.remove(old)
             except Exception:  # a callback bug must not stop delivery for everyone
                 log.exception("producer poll failed")
+            finally:
+                self._serving = None
             self._dispatch()
+            self._expire_overdue(loop.time())
             if len(producer) or self._retired:
                 await asyncio.sleep(_POLL_INTERVAL_S)
             else:
                 wakeup.clear()
                 # Wake on the next send; poll now and then anyway for error and log callbacks.
+                idle_s = _IDLE_POLL_S
+                if self._deadlines:
+                    idle_s = min(idle_s, max(0.0, self._deadlines[0][0] - loop.time()))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wakeup.wait(), _IDLE_POLL_S)
+                    await asyncio.wait_for(wakeup.wait(), idle_s)
+
+    def _expire_overdue(self, now: float) -> None:
+        """Fail the single sends still unanswered at their deadline; forget answered ones."""
+        deadlines = self._deadlines
+        while deadlines:
+            deadline, future = deadlines[0]
+            if not future.done():
+                if deadline > now:
+                    return
+                _expire(future, self.ack_timeout_s)
+            deadlines.popleft()
 
     def _dispatch(self) -> None:
         """Settle the outcomes gathered since the last round, each in its future's loop."""
@@ -402,7 +430,10 @@ class EventProducer:
             outcome = BrokerUnavailableError(
                 _delivery_error_text(err), retry_after_s=self._retry_after()
             )
-        self._settled.append((future, outcome))
+        if self._serving is not None and future.get_loop() is self._serving:
+            _settle(((future, outcome),))  # inside the poll task: settle right away
+        else:
+            self._settled.append((future, outcome))
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -412,7 +443,7 @@ class EventProducer:
             log.debug("producer error (librdkafka retries by itself): %s", err)
 
 
-def _settle(items: list[_Settled]) -> None:
+def _settle(items: Sequence[_Settled]) -> None:
     """Runs in the event loop: resolve each future that nobody gave up on yet."""
     for future, outcome in items:
         if future.done():
