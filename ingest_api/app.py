@@ -22,6 +22,7 @@ from ingest_api.routes import events, health
 from ingest_api.service import LIKE, IngestState
 from ingest_api.view_readers import ViewReaders
 from logstream.codec import Codec
+from logstream.gc_tuning import freeze_startup_heap
 from logstream.producer import EventProducer
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import Settings, load_settings
@@ -54,6 +55,7 @@ def create_app(
         producer = EventProducer(resolved)
         await producer.start()
         app.state.ingest = IngestState(resolved, Codec(catalogue), producer, topics)
+        freeze_startup_heap()
         try:
             yield
         finally:
