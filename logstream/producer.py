@@ -257,15 +257,10 @@ class EventProducer:
         enqueued = 0
         failure: BrokerUnavailableError | None = None
         for i, m in enumerate(messages):
+            callback = partial(waiter.on_delivery, i)
             try:
-                await self._enqueue(
-                    m.topic,
-                    m.key,
-                    m.value,
-                    m.timestamp_ms,
-                    partial(waiter.on_delivery, i),
-                    deadline,
-                )
+                if not self._produce(m.topic, m.key, m.value, m.timestamp_ms, callback):
+                    await self._enqueue(m.topic, m.key, m.value, m.timestamp_ms, callback, deadline)
             except BrokerUnavailableError as exc:
                 failure = exc
                 break
