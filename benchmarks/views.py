@@ -160,11 +160,13 @@ def child_raw(args: argparse.Namespace) -> None:
     """The ceiling: the same consumer settings and batch size as the runtime, decode only."""
     from confluent_kafka import Consumer, KafkaError
 
+    from logstream.gc_tuning import freeze_startup_heap
     from logstream.kafka.config import consumer_config
 
     settings = _settings(args.bootstrap)
     decode = _codec(settings).decode
     batch = settings.consume_batch_size
+    freeze_startup_heap()  # as `logstream consume` does: same process tuning for both
     wall_start = time.time()
     started = time.perf_counter()
     consumer = Consumer(consumer_config(settings, args.group))
@@ -203,6 +205,7 @@ def child_raw(args: argparse.Namespace) -> None:
 def child_view(args: argparse.Namespace) -> None:
     """One view built from scratch by the real runtime into a fresh SQLite store."""
     from consumers import VIEWS
+    from logstream.gc_tuning import freeze_startup_heap
     from logstream.runtime.runner import ViewRunner
     from logstream.stores.factory import open_store
 
@@ -221,6 +224,7 @@ def child_view(args: argparse.Namespace) -> None:
                 group_id=args.group,
                 until_caught_up=True,
             )
+            freeze_startup_heap()  # what `logstream consume` does before running
             wall_start = time.time()
             started = time.perf_counter()
             result = runner.run()

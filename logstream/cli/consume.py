@@ -11,6 +11,7 @@ import typer
 
 from logstream.cli.output import say
 from logstream.codec import Codec
+from logstream.gc_tuning import freeze_startup_heap
 from logstream.runtime import RunResult, ViewRunner
 from logstream.runtime.plan import partition_lags
 from logstream.schemas import SchemaCatalogue
@@ -75,6 +76,7 @@ def run_view(
     )
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runner.stop())
+    freeze_startup_heap()  # a long-lived process: keep the collector off the start-up heap
     try:
         result = runner.run()
     finally:

@@ -5,6 +5,14 @@ fsynced at every commit and a flush that `commit()` returned from survives a pow
 (`NORMAL` would be atomic but could lose the last commits; the replay would then redo them,
 so counts would still be exact, only older. FULL is the default; NORMAL is opt-in.)
 
+Writes: a flush upserts its rows with one statement per table over a JSON array
+(`json_each`), not with `executemany`. The sqlite3 module releases the GIL around every
+row's step and takes it back for the next row's parameters; with the consume loop holding
+the GIL most of the time, each hand-back waited for the interpreter's switch interval, so
+flushes crawled and the consume loop then waited for them. One statement releases the GIL
+once for the whole flush: likes-by-user went from ~0.4 to ~0.7 of the raw consume rate
+(`make bench-views`). The JSON is produced by orjson in C.
+
 Concurrency: one connection per store object, opened with `check_same_thread=False` and
 guarded by a lock, so a web server's threads can share it. Other processes open their own
 store on the same file: WAL lets them read while the consumer writes, and writers queue on
@@ -21,6 +29,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, cast
+
+import orjson
 
 from logstream.errors import StaleOffsetError, StoreError
 from logstream.stores.base import (
@@ -84,18 +94,24 @@ CREATE TABLE IF NOT EXISTS skipped (
 INSERT OR IGNORE INTO meta (key, value) VALUES ('dlq_count', '0');
 """
 
-_UPSERT_BUCKET = """
+# Rows arrive as one JSON array of arrays; "WHERE true" lets SQLite parse the upsert
+# clause after a SELECT. json_extract (not ->>) keeps SQLite 3.9+ enough.
+_UPSERT_BUCKETS = """
 INSERT INTO buckets (series, key, bucket_ms, count, first_ms, last_ms)
-VALUES (?, ?, ?, ?, ?, ?)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]')
+FROM json_each(?1) WHERE true
 ON CONFLICT (series, key, bucket_ms) DO UPDATE SET
     count = count + excluded.count,
     first_ms = min(first_ms, excluded.first_ms),
     last_ms = max(last_ms, excluded.last_ms)
 """
 
-_UPSERT_TOTAL = """
+_UPSERT_TOTALS = """
 INSERT INTO totals (series, key, count, first_ms, last_ms)
-VALUES (?, ?, ?, ?, ?)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       json_extract(value, '$[3]'), json_extract(value, '$[4]')
+FROM json_each(?1) WHERE true
 ON CONFLICT (series, key) DO UPDATE SET
     count = count + excluded.count,
     first_ms = min(first_ms, excluded.first_ms),
@@ -276,9 +292,9 @@ class SQLiteViewStore(BaseViewStore):
                     else:
                         db.execute(_ADVANCE_POSITION, (new, topic, partition))
                 if rows:
-                    db.executemany(_UPSERT_BUCKET, rows)
+                    db.execute(_UPSERT_BUCKETS, (orjson.dumps(rows),))
                 if totals:
-                    db.executemany(_UPSERT_TOTAL, totals)
+                    db.execute(_UPSERT_TOTALS, (orjson.dumps(totals),))
                 if flush.max_event_ms is not None:
                     db.execute(
                         "INSERT INTO meta (key, value) VALUES ('max_event_ms', ?1) "
