@@ -43,7 +43,7 @@ from logstream.runtime import ViewRunner
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import Settings
 from logstream.stores.base import ViewStore
-from logstream.stores.factory import open_store
+from logstream.stores.factory import open_view_store
 from logstream.versions import VersionRegistry
 from logstream.view import View
 
@@ -135,7 +135,7 @@ def bench_view(bootstrap: str, topic: str, view: View, codec: Codec) -> dict[str
         bootstrap_servers=bootstrap, data_dir=data_dir, topic_prefix=topic.removesuffix("likes")
     )
     group = f"{topic}-{view.name}"
-    store = open_store(None, data_dir, view.namespace(), view.totals_series)
+    store = open_view_store(None, data_dir, view)
     print(f"  {view.name}: live build ...", file=sys.stderr, flush=True)
     live = _build(settings, view, store, codec, group, topic)
     live_rows = store.bucket_rows()
@@ -162,7 +162,7 @@ def bench_view(bootstrap: str, topic: str, view: View, codec: Codec) -> dict[str
     )
     version = VersionRegistry(settings).create_next(view.name)
     namespace = VersionRegistry.namespace(view.name, version)
-    new_store = open_store(None, data_dir, namespace, view.totals_series)
+    new_store = open_view_store(None, data_dir, view, namespace)
     stop = threading.Event()
     queries: dict[str, Any] = {}
     poller = threading.Thread(

@@ -207,13 +207,13 @@ def child_view(args: argparse.Namespace) -> None:
     from consumers import VIEWS
     from logstream.gc_tuning import freeze_startup_heap
     from logstream.runtime.runner import ViewRunner
-    from logstream.stores.factory import open_store
+    from logstream.stores.factory import open_view_store
 
     view = VIEWS[args.view]
     with tempfile.TemporaryDirectory(prefix="logstream-bench-view-") as tmp:
         settings = _settings(args.bootstrap, Path(tmp))
         codec = _codec(settings)
-        store = open_store(None, settings.data_dir, view.namespace(), view.totals_series)
+        store = open_view_store(None, settings.data_dir, view)
         try:
             runner = ViewRunner(
                 settings,
@@ -387,7 +387,7 @@ def child_query(args: argparse.Namespace) -> None:
     """Store-level query latency over a million distinct URLs (what a GET costs minus HTTP),
     and the same GETs through the read router when it can be built without a broker."""
     from consumers import VIEWS
-    from logstream.stores.factory import open_store
+    from logstream.stores.factory import open_view_store
     from logstream.view import HOUR_MS
 
     url_view, window_view = VIEWS["likes-by-url"], VIEWS["likes-by-window"]
@@ -395,8 +395,8 @@ def child_query(args: argparse.Namespace) -> None:
     out: dict[str, Any] = {"urls": args.urls}
     with tempfile.TemporaryDirectory(prefix="logstream-bench-query-") as tmp:
         data_dir = Path(tmp)
-        url_store = open_store(None, data_dir, url_view.name, url_view.totals_series)
-        window_store = open_store(None, data_dir, window_view.name, window_view.totals_series)
+        url_store = open_view_store(None, data_dir, url_view, url_view.name)
+        window_store = open_view_store(None, data_dir, window_view, window_view.name)
         try:
             out.update(_fill_query_stores(url_store, window_store, args.urls, seed=3))
             picks = [f"https://example.com/q/{rng.randrange(args.urls)}" for _ in range(2000)]
@@ -516,7 +516,7 @@ def _instrumented_run(args: argparse.Namespace, group: str, *, profile: bool) ->
     """
     from consumers import VIEWS
     from logstream.runtime.runner import ViewRunner
-    from logstream.stores.factory import open_store
+    from logstream.stores.factory import open_view_store
 
     view = VIEWS[args.view]
     # "flush" includes waiting for the in-flight commit; "caught_up" the end-offset checks.
@@ -534,7 +534,7 @@ def _instrumented_run(args: argparse.Namespace, group: str, *, profile: bool) ->
 
     with tempfile.TemporaryDirectory(prefix="logstream-bench-profile-") as tmp:
         settings = _settings(args.bootstrap, Path(tmp))
-        store = open_store(None, settings.data_dir, view.namespace(), view.totals_series)
+        store = open_view_store(None, settings.data_dir, view)
         proxy = _ProfiledStore(store, profile=profile)
         seen = 0
         runner: ViewRunner | None = None

@@ -17,6 +17,7 @@ class LikesByUrl(View):
     topics = ("likes",)
     bucket_ms = HOUR_MS
     totals_series = frozenset({"url"})
+    time_index = True  # top?since&until sums the buckets of a time range
 
     def keys(self, event: Mapping[str, Any], event_ms: int) -> list[tuple[str, str, int]]:
         return [("url", event["url"], event_ms - event_ms % HOUR_MS)]

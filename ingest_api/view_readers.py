@@ -13,7 +13,7 @@ import time
 from logstream.freshness import EndOffsets
 from logstream.settings import Settings
 from logstream.stores.base import ViewStore
-from logstream.stores.factory import open_store
+from logstream.stores.factory import open_view_store
 from logstream.versions import VersionRegistry
 from logstream.view import View
 
@@ -52,8 +52,8 @@ class ViewReaders:
         with self._lock:
             store = self._stores.get(namespace)
             if store is None:
-                store = open_store(
-                    self.settings.store_url, self.settings.data_dir, namespace, view.totals_series
+                store = open_view_store(
+                    self.settings.store_url, self.settings.data_dir, view, namespace
                 )
                 self._stores[namespace] = store
             return store, version

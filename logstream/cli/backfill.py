@@ -34,7 +34,7 @@ from logstream.backfill import (
 from logstream.backfill.planner import PartitionPlan
 from logstream.cli.output import fail, say
 from logstream.settings import load_settings
-from logstream.stores.factory import open_store
+from logstream.stores.factory import open_view_store
 from logstream.topics import resolve_topics
 from logstream.versions import VersionRegistry
 
@@ -97,7 +97,7 @@ def backfill(
     spec = get_view(view)
     # The current version of the view: its store namespace is also its consumer group id.
     namespace = VersionRegistry.namespace(spec.name, VersionRegistry(settings).current(spec.name))
-    store = open_store(settings.store_url, settings.data_dir, namespace, spec.totals_series)
+    store = open_view_store(settings.store_url, settings.data_dir, spec, namespace)
     try:
         with KafkaState(settings) as kafka:
             try:

@@ -16,7 +16,7 @@ from logstream.runtime import RunResult, ViewRunner
 from logstream.runtime.plan import partition_lags
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import Settings, load_settings
-from logstream.stores.factory import open_store
+from logstream.stores.factory import open_view_store
 from logstream.topics import resolve_topics
 from logstream.versions import VersionRegistry
 
@@ -45,7 +45,7 @@ def run_view(
         raise typer.BadParameter(f"{view_name} has no version {version}", param_hint="--version")
     namespace = VersionRegistry.namespace(view_name, version)
     catalogue = SchemaCatalogue.load(settings.resolved_schema_dir)
-    store = open_store(settings.store_url, settings.data_dir, namespace, spec.totals_series)
+    store = open_view_store(settings.store_url, settings.data_dir, spec, namespace)
     bar = None
     if until_caught_up and progress:
         from tqdm import tqdm
@@ -121,7 +121,7 @@ def views() -> None:
         current = registry.current(name)
         for version in registry.versions(name):
             namespace = VersionRegistry.namespace(name, version)
-            store = open_store(settings.store_url, settings.data_dir, namespace, spec.totals_series)
+            store = open_view_store(settings.store_url, settings.data_dir, spec, namespace)
             try:
                 stats = store.stats()
             finally:
@@ -158,7 +158,7 @@ def lag(
     rows = []
     for spec in specs:
         namespace = VersionRegistry.namespace(spec.name, registry.current(spec.name))
-        store = open_store(settings.store_url, settings.data_dir, namespace, spec.totals_series)
+        store = open_view_store(settings.store_url, settings.data_dir, spec, namespace)
         try:
             positions = store.positions()
         finally:

@@ -16,7 +16,7 @@ from logstream.cli.consume import VersionOpt, run_view
 from logstream.cli.output import fail, say
 from logstream.runtime.plan import partition_lags
 from logstream.settings import load_settings
-from logstream.stores.factory import drop_store, open_store
+from logstream.stores.factory import drop_store, open_view_store
 from logstream.topics import resolve_topics
 from logstream.versions import VersionRegistry
 
@@ -60,7 +60,7 @@ def promote(
     if version not in registry.versions(view):
         raise fail(f"{view} has no version {version}: {', '.join(registry.versions(view))}")
     namespace = VersionRegistry.namespace(view, version)
-    store = open_store(settings.store_url, settings.data_dir, namespace, spec.totals_series)
+    store = open_view_store(settings.store_url, settings.data_dir, spec, namespace)
     try:
         positions = store.positions()
     finally:

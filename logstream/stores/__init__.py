@@ -14,7 +14,7 @@ from logstream.stores.base import (
     TotalRow,
     ViewStore,
 )
-from logstream.stores.factory import drop_store, open_store
+from logstream.stores.factory import drop_store, open_store, open_view_store
 
 __all__ = [
     "BucketRow",
@@ -29,4 +29,5 @@ __all__ = [
     "ViewStore",
     "drop_store",
     "open_store",
+    "open_view_store",
 ]

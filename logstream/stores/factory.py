@@ -14,9 +14,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from logstream.errors import StoreError
 from logstream.stores.base import ViewStore, safe_name
+
+if TYPE_CHECKING:
+    from logstream.view import View
 
 __all__ = ["drop_store", "open_store", "sqlite_path"]
 
@@ -40,21 +44,46 @@ def sqlite_path(store_url: str | None, data_dir: Path, namespace: str) -> Path:
     return path
 
 
-def open_store(
-    store_url: str | None, data_dir: Path, namespace: str, totals_series: Iterable[str]
+def open_view_store(
+    store_url: str | None, data_dir: Path, view: View, namespace: str | None = None
 ) -> ViewStore:
-    """Open (creating if needed) the store of one view namespace, e.g. `likes-by-url@v2`."""
+    """The store of `view` (or of its side-by-side `namespace`), laid out as the view asks."""
+    return open_store(
+        store_url,
+        data_dir,
+        namespace or view.namespace(),
+        view.totals_series,
+        time_index=view.time_index,
+    )
+
+
+def open_store(
+    store_url: str | None,
+    data_dir: Path,
+    namespace: str,
+    totals_series: Iterable[str],
+    *,
+    time_index: bool = True,
+) -> ViewStore:
+    """Open (creating if needed) the store of one view namespace, e.g. `likes-by-url@v2`.
+
+    `time_index`: keep the (series, bucket) index that ranged rankings use (`View.time_index`);
+    an existing store gains or loses it on open.
+    """
     totals = frozenset(totals_series)
     if store_url is None or store_url.startswith(_SQLITE_PREFIX):
         from logstream.stores.sqlite import SQLiteViewStore
 
         return SQLiteViewStore(
-            sqlite_path(store_url, data_dir, namespace), totals, namespace=namespace
+            sqlite_path(store_url, data_dir, namespace),
+            totals,
+            namespace=namespace,
+            time_index=time_index,
         )
     if store_url.startswith(_PG_SCHEMES):
         from logstream.stores.postgres import PostgresViewStore
 
-        return PostgresViewStore(store_url, namespace, totals)
+        return PostgresViewStore(store_url, namespace, totals, time_index=time_index)
     raise StoreError(
         f"unsupported store URL scheme {_scheme(store_url)!r}: use sqlite:///path, "
         "postgresql://... or leave LOGSTREAM_STORE_URL unset"

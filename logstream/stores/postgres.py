@@ -64,7 +64,6 @@ _DDL = [
         first_ms  bigint NOT NULL,
         last_ms   bigint NOT NULL,
         PRIMARY KEY (series, key, bucket_ms)) WITH (fillfactor = 90)""",
-    "CREATE INDEX IF NOT EXISTS buckets_by_time ON {schema}.buckets (series, bucket_ms)",
     """CREATE TABLE IF NOT EXISTS {schema}.totals (
         series   text COLLATE "C" NOT NULL,
         key      text COLLATE "C" NOT NULL,
@@ -205,6 +204,11 @@ def drop_schema(dsn: str, namespace: str) -> bool:
         conn.close()
 
 
+def _has_time_index(conn: psycopg.Connection[Any], schema: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s)", (f'"{schema}".buckets_by_time',)).fetchone()
+    return row is not None and row[0] is not None
+
+
 def _has_meta(conn: psycopg.Connection[Any], schema: str) -> bool:
     row = conn.execute("SELECT to_regclass(%s)", (f'"{schema}".meta',)).fetchone()
     return row is not None and row[0] is not None
@@ -217,9 +221,17 @@ class PostgresViewStore(BaseViewStore):
     a broken connection is replaced on the next call.
     """
 
-    def __init__(self, dsn: str, namespace: str, totals_series: Iterable[str]) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        namespace: str,
+        totals_series: Iterable[str],
+        *,
+        time_index: bool = True,
+    ) -> None:
         """Connect and create the schema if needed (idempotent, safe from many processes)."""
         super().__init__(totals_series)
+        self.time_index = time_index
         self.namespace = namespace
         self.schema = schema_name(namespace)
         self._dsn = dsn
@@ -258,6 +270,19 @@ class PostgresViewStore(BaseViewStore):
         self._conn = conn
         return conn
 
+    def _ensure_time_index(self, conn: psycopg.Connection[Any], ident: sql.Identifier) -> None:
+        """Create or drop the (series, bucket) index so that it exists exactly when wanted
+        (checked first: no DDL, hence no table lock, when it is already right)."""
+        present = _has_time_index(conn, self.schema)
+        if self.time_index and not present:
+            conn.execute(
+                sql.SQL(
+                    "CREATE INDEX IF NOT EXISTS buckets_by_time ON {}.buckets (series, bucket_ms)"
+                ).format(ident)
+            )
+        elif present and not self.time_index:
+            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}.buckets_by_time").format(ident))
+
     def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
         ident = sql.Identifier(self.schema)
         with conn.transaction():
@@ -278,6 +303,7 @@ class PostgresViewStore(BaseViewStore):
                     ).format(ident),
                     list(initial.items()),
                 )
+            self._ensure_time_index(conn, ident)
             meta = dict(
                 conn.execute(sql.SQL("SELECT key, value FROM {}.meta").format(ident)).fetchall()
             )

@@ -65,7 +65,6 @@ CREATE TABLE IF NOT EXISTS buckets (
     last_ms   INTEGER NOT NULL,
     PRIMARY KEY (series, key, bucket_ms)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS buckets_by_time ON buckets (series, bucket_ms);
 CREATE TABLE IF NOT EXISTS totals (
     series   TEXT    NOT NULL,
     key      TEXT    NOT NULL,
@@ -149,6 +148,7 @@ class SQLiteViewStore(BaseViewStore):
         namespace: str | None = None,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         busy_timeout_s: float = 30.0,
+        time_index: bool = True,
     ) -> None:
         """Open (creating if needed) the file; `namespace` guards against two views sharing it."""
         super().__init__(totals_series)
@@ -172,6 +172,7 @@ class SQLiteViewStore(BaseViewStore):
             self._db.execute("PRAGMA cache_size=-131072")  # 128 MiB: hot keys stay in memory
             self._db.execute("PRAGMA temp_store=MEMORY")
             self._ensure_schema(namespace)
+            self._ensure_time_index(time_index)
         except sqlite3.Error as exc:
             self._db.close()
             raise StoreError(f"cannot initialise view store {self.path}: {exc}") from exc
@@ -226,6 +227,20 @@ class SQLiteViewStore(BaseViewStore):
                 f"view store {self.path} keeps totals for {json.loads(stored_totals)}, "
                 f"the view now asks for {sorted(self.totals_series)}: bump the view version"
             )
+
+    def _ensure_time_index(self, wanted: bool) -> None:
+        """Create or drop the (series, bucket) index so that it exists exactly when wanted."""
+        present = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'buckets_by_time'"
+        ).fetchone()
+        if wanted and not present:
+            with self._write():
+                self._db.execute(
+                    "CREATE INDEX IF NOT EXISTS buckets_by_time ON buckets (series, bucket_ms)"
+                )
+        elif present and not wanted:
+            with self._write():
+                self._db.execute("DROP INDEX IF EXISTS buckets_by_time")
 
     def _meta_if_present(self) -> dict[str, str]:
         exists = self._db.execute(

@@ -17,7 +17,7 @@ from logstream.codec import Codec
 from logstream.runtime import ViewRunner
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import load_settings
-from logstream.stores.factory import open_store
+from logstream.stores.factory import open_view_store
 
 if __name__ == "__main__":
     view_name, group = sys.argv[1], sys.argv[2]
@@ -25,7 +25,7 @@ if __name__ == "__main__":
     settings = load_settings()
     view = get_view(view_name)
     namespace = os.environ.get("LOGSTREAM_TEST_NAMESPACE", view.namespace())
-    store = open_store(settings.store_url, settings.data_dir, namespace, view.totals_series)
+    store = open_view_store(settings.store_url, settings.data_dir, view, namespace)
     codec = Codec(SchemaCatalogue.load(settings.resolved_schema_dir))
     runner = ViewRunner(
         settings,

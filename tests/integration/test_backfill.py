@@ -32,7 +32,7 @@ from logstream.codec import Codec
 from logstream.runtime import ViewRunner
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import Settings
-from logstream.stores.factory import open_store
+from logstream.stores.factory import open_view_store
 from logstream.view import View
 from tests.integration.likes import (
     BASE_MS,
@@ -62,8 +62,7 @@ class Scenario:
         self.topic = topic
         self.groups = {name: f"{name}-{suffix}" for name in VIEWS}
         self.stores = {
-            name: open_store(None, settings.data_dir, v.namespace(), v.totals_series)
-            for name, v in VIEWS.items()
+            name: open_view_store(None, settings.data_dir, v) for name, v in VIEWS.items()
         }
         self.events: list[dict[str, Any]] = []
         self.kafka = KafkaState(settings)
@@ -257,9 +256,7 @@ def cli_view(scenario: Scenario, monkeypatch: pytest.MonkeyPatch) -> tuple[str, 
     monkeypatch.setattr(view, "name", scenario.groups[name])
     monkeypatch.setattr(view, "topics", (scenario.topic,))
     scenario.stores[name].close()
-    scenario.stores[name] = open_store(
-        None, scenario.settings.data_dir, view.namespace(), view.totals_series
-    )
+    scenario.stores[name] = open_view_store(None, scenario.settings.data_dir, view)
     monkeypatch.setenv("LOGSTREAM_BOOTSTRAP_SERVERS", scenario.settings.bootstrap_servers)
     monkeypatch.setenv("LOGSTREAM_DATA_DIR", str(scenario.settings.data_dir))
     monkeypatch.delenv("LOGSTREAM_STORE_URL", raising=False)

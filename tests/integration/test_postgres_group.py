@@ -17,7 +17,7 @@ from consumers import VIEWS
 from logstream.codec import Codec
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import Settings
-from logstream.stores.factory import drop_store, open_store
+from logstream.stores.factory import drop_store, open_view_store
 from tests.integration.likes import expected_views, generate_likes, produce_likes
 
 PG_DSN = os.environ.get("LOGSTREAM_TEST_PG_DSN")
@@ -45,7 +45,7 @@ def test_two_processes_with_a_rebalance_are_exact(
         "LOGSTREAM_CONSUME_BATCH_SIZE": "500",
     }
     view = VIEWS["likes-by-url"]
-    store = open_store(PG_DSN, tmp_path, namespace, view.totals_series)
+    store = open_view_store(PG_DSN, tmp_path, view, namespace)
     try:
 
         def start() -> subprocess.Popen[str]:

@@ -16,7 +16,7 @@ from logstream.codec import Codec
 from logstream.runtime import ViewRunner
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import Settings
-from logstream.stores.factory import open_store
+from logstream.stores.factory import open_view_store
 from tests.integration.likes import (
     BASE_MS,
     DAY_MS,
@@ -45,7 +45,7 @@ def built(kafka_bootstrap, codec, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("views")
     settings = Settings(bootstrap_servers=kafka_bootstrap, data_dir=data_dir)
     for name, view in VIEWS.items():
-        store = open_store(None, data_dir, view.namespace(), view.totals_series)
+        store = open_view_store(None, data_dir, view)
         ViewRunner(
             settings,
             view,
@@ -159,7 +159,7 @@ def test_read_your_writes(kafka_bootstrap, make_topic, codec, tmp_path):
     topic = make_topic(partitions=3)
     settings = Settings(bootstrap_servers=kafka_bootstrap, data_dir=tmp_path, flush_interval_s=0.2)
     view = VIEWS["likes-by-url"]
-    store = open_store(None, tmp_path, view.namespace(), view.totals_series)
+    store = open_view_store(None, tmp_path, view)
     runner = ViewRunner(settings, view, store, codec, topics=(topic,), group_id=f"ryw-{topic}")
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()

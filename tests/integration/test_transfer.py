@@ -18,7 +18,7 @@ from logstream.codec import Codec
 from logstream.runtime import ViewRunner
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import Settings
-from logstream.stores.factory import open_store
+from logstream.stores.factory import open_view_store
 from tests.integration.likes import (
     BASE_MS,
     DAY_MS,
@@ -85,7 +85,7 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 def build_views(settings: Settings, codec: Codec, topic: str, group: str) -> dict[str, Any]:
     stores = {}
     for name, view in VIEWS.items():
-        store = open_store(None, settings.data_dir, view.namespace(), view.totals_series)
+        store = open_view_store(None, settings.data_dir, view)
         result = ViewRunner(
             settings,
             view,

@@ -18,7 +18,7 @@ from logstream.codec import Codec
 from logstream.runtime import ViewRunner
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import Settings
-from logstream.stores.factory import open_store
+from logstream.stores.factory import open_view_store
 from tests.integration.likes import (
     assert_views_match,
     expected_views,
@@ -34,8 +34,7 @@ def codec() -> Codec:
 
 def open_stores(settings: Settings) -> dict:
     return {
-        name: open_store(settings.store_url, settings.data_dir, v.namespace(), v.totals_series)
-        for name, v in VIEWS.items()
+        name: open_view_store(settings.store_url, settings.data_dir, v) for name, v in VIEWS.items()
     }
 
 
@@ -91,7 +90,7 @@ def test_poison_messages_go_to_dlq_and_counts_stay_exact(
 
     settings = Settings(bootstrap_servers=kafka_bootstrap, data_dir=tmp_path)
     view = VIEWS["likes-by-url"]
-    store = open_store(None, tmp_path, view.namespace(), view.totals_series)
+    store = open_view_store(None, tmp_path, view)
     result = ViewRunner(
         settings,
         view,
@@ -151,7 +150,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
     group = unique_name("crash")
     script = Path(__file__).with_name("run_view.py")
     view = VIEWS["likes-by-window"]
-    store = open_store(None, tmp_path, view.namespace(), view.totals_series)
+    store = open_view_store(None, tmp_path, view)
     rng = random.Random(42)
 
     def applied() -> int:

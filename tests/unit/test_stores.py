@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -25,7 +26,8 @@ from logstream.stores import (
 )
 from logstream.stores.base import safe_name, window_bounds
 from logstream.stores.factory import sqlite_path
-from logstream.stores.postgres import schema_name
+from logstream.stores.postgres import PostgresViewStore, schema_name
+from logstream.stores.sqlite import SQLiteViewStore
 
 PG_DSN = os.environ.get("LOGSTREAM_TEST_PG_DSN")
 HOUR = 3_600_000
@@ -61,8 +63,10 @@ def make_store(backend: str, tmp_path: Path) -> Iterator[MakeStore]:
     url = PG_DSN if backend == "postgres" else None
     opened: list[ViewStore] = []
 
-    def make(totals_series: Iterable[str] = ("url",)) -> ViewStore:
-        store = open_store(url, tmp_path, namespace, frozenset(totals_series))
+    def make(totals_series: Iterable[str] = ("url",), *, time_index: bool = True) -> ViewStore:
+        store = open_store(
+            url, tmp_path, namespace, frozenset(totals_series), time_index=time_index
+        )
         opened.append(store)
         return store
 
@@ -372,6 +376,43 @@ def test_top_ordering_ties_and_range(make_store: MakeStore) -> None:
     assert store.top("url", 10, since_ms=T0 + HOUR) == [("a", 7), ("é", 1)]
     assert store.top("url", 10, until_ms=T0 + 2 * HOUR)[0] == ("c", 5)
     assert store.top("other", 10) == []
+
+
+def cast_pg(store: ViewStore) -> PostgresViewStore:
+    assert isinstance(store, PostgresViewStore)
+    return store
+
+
+def _has_time_index(store: ViewStore) -> bool:
+    if isinstance(store, SQLiteViewStore):
+        with sqlite3.connect(store.path) as db:
+            row = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'buckets_by_time'"
+            ).fetchone()
+        return row is not None
+    import psycopg
+
+    with psycopg.connect(PG_DSN) as conn:
+        row = conn.execute(
+            "SELECT to_regclass(%s)",
+            (f'"{schema_name(cast_pg(store).namespace)}".buckets_by_time',),
+        ).fetchone()
+    return row is not None and row[0] is not None
+
+
+def test_time_index_follows_the_view_and_answers_stay_the_same(make_store: MakeStore) -> None:
+    """Views that never rank over a time range skip the index; adding it later is safe."""
+    events = random_events(random.Random(7), 300)
+    plain = make_store(time_index=False)
+    commit_in_batches(plain, events)
+    assert not _has_time_index(plain)
+    ranged = plain.top("url", 5, since_ms=T0 + 2 * HOUR, until_ms=T0 + 6 * HOUR)
+    assert ranged  # the range holds events
+    plain.close()
+    indexed = make_store(time_index=True)  # the view now ranks over time: index built on open
+    assert _has_time_index(indexed)
+    assert indexed.top("url", 5, since_ms=T0 + 2 * HOUR, until_ms=T0 + 6 * HOUR) == ranged
+    assert make_store(time_index=False) and not _has_time_index(indexed)
 
 
 def test_top_without_totals_aggregates_buckets(make_store: MakeStore) -> None:
