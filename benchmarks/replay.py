@@ -39,6 +39,7 @@ from logstream.backfill.execute import execute_plan, make_plan
 from logstream.backfill.kafka_state import KafkaState
 from logstream.backfill.targets import Mode, Target
 from logstream.codec import Codec
+from logstream.gc_tuning import freeze_startup_heap
 from logstream.runtime import ViewRunner
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import Settings
@@ -57,6 +58,7 @@ def _build(
     runner = ViewRunner(
         settings, view, store, codec, group_id=group, topics=(topic,), until_caught_up=True
     )
+    freeze_startup_heap()  # as `logstream consume` and `rebuild` do
     started = time.perf_counter()
     result = runner.run()
     seconds = time.perf_counter() - started
