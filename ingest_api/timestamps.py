@@ -41,6 +41,8 @@ def parse_occurred_at(value: object, *, now: int, max_future_ms: int) -> int:
     if isinstance(value, int):
         millis = value
     elif isinstance(value, float):
+        if value.is_integer() and abs(value) >= 2**63:  # a huge JSON integer parses as a float
+            raise InvalidTimestampError(f"{value:.0f} is out of range; {_EXAMPLE}")
         raise InvalidTimestampError(
             f"must be an integer of epoch milliseconds, not a fraction; {_EXAMPLE}"
         )

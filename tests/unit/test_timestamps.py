@@ -68,6 +68,7 @@ def test_epoch_millis(millis):
         ("2024-05-01T13:00:00.001Z", "in the future"),
         ("9999-12-31T23:59:59Z", "in the future"),
         (10**30, "in the future"),
+        (1e40, "out of range"),  # what orjson makes of a JSON integer beyond 64 bits
     ],
 )
 def test_refusals_say_why(value, says):
