@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from fastapi.responses import JSONResponse
 
-__all__ = ["FastJSONResponse", "JSONResponse"]
+__all__ = ["FastJSONResponse"]
 
 
 class FastJSONResponse(JSONResponse):

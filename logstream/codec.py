@@ -300,15 +300,22 @@ def _fits_flat(plan: _WritePlan, record: Any) -> bool:
             limit = 1 << (check.int_bits - 1)
             if not -limit <= value < limit:
                 return False
-    for name in plan.uuid_fields:
-        try:
-            uuid.UUID(record[name])
-        except (TypeError, ValueError, AttributeError, KeyError):
-            return False
-    return True
+    return _first_non_uuid(plan, record) is None
 
 
 _ABSENT = object()
+
+
+def _first_non_uuid(plan: _WritePlan, record: dict[str, Any]) -> str | None:
+    """The first `uuid` field present in `record` whose value is not a UUID's text."""
+    for name in plan.uuid_fields:
+        if name not in record:
+            continue
+        try:
+            uuid.UUID(record[name])
+        except (TypeError, ValueError, AttributeError):
+            return name
+    return None
 
 
 def _validate(plan: _WritePlan, record: Any) -> None:
@@ -331,10 +338,6 @@ def _validate(plan: _WritePlan, record: Any) -> None:
         raise InvalidRecordError(
             f"{event_type}: field {name!r}: {first.datum!r} is not of type {expected}"
         ) from exc
-    for name in plan.uuid_fields:
-        try:
-            uuid.UUID(record[name])
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise InvalidRecordError(
-                f"{event_type}: field {name!r}: {record[name]!r} is not a UUID"
-            ) from exc
+    bad = _first_non_uuid(plan, record)
+    if bad is not None:
+        raise InvalidRecordError(f"{event_type}: field {bad!r}: {record[bad]!r} is not a UUID")

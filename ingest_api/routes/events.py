@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from ingest_api.body import JSON, NDJSON, media_type, parse_json, parse_ndjson, read_body
 from ingest_api.deps import state_of
@@ -22,7 +23,7 @@ from ingest_api.models import (
     FieldError,
     LikeCreate,
 )
-from ingest_api.responses import FastJSONResponse, JSONResponse
+from ingest_api.responses import FastJSONResponse
 from ingest_api.service import EventRejected, prepare_like
 from ingest_api.timestamps import now_ms
 from logstream.producer import BrokerUnavailableError, OutgoingMessage

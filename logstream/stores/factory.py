@@ -22,7 +22,7 @@ from logstream.stores.base import ViewStore, safe_name
 if TYPE_CHECKING:
     from logstream.view import View
 
-__all__ = ["drop_store", "open_store", "sqlite_path"]
+__all__ = ["drop_store", "open_store", "open_view_store", "sqlite_path"]
 
 _PG_SCHEMES = ("postgresql://", "postgres://")
 _SQLITE_PREFIX = "sqlite:///"
