@@ -79,6 +79,13 @@ class Settings(BaseSettings):
         "timeout. Unique per process.",
     )
     read_wait_max_s: float = Field(default=10.0, ge=0)
+    dedupe_horizon_events: int = Field(
+        default=100_000,
+        ge=0,
+        description="Per partition: an event whose event_id appeared within this many "
+        "preceding offsets of the same partition is a retry and is not applied by any view. "
+        "Part of every view's definition (rebuild after changing it); 0 turns it off.",
+    )
 
     @property
     def resolved_schema_dir(self) -> Path:

@@ -33,6 +33,9 @@ class View(ABC):
     # Keep a (series, bucket) index: only a view that ranks keys over an event-time range
     # (`top` with since/until) needs it, and every other view writes twice as fast without.
     time_index: ClassVar[bool] = False
+    # The record field that identifies an event: a later copy with the same value within
+    # the deduplication horizon is not applied (see logstream.runtime.dedupe). None: off.
+    event_id_field: ClassVar[str | None] = "event_id"
 
     @abstractmethod
     def keys(self, event: Mapping[str, Any], event_ms: int) -> Iterable[tuple[str, str, int]]:

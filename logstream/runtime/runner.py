@@ -12,6 +12,7 @@ so a crash at any instant, a restart or a rebalance never loses or doubles a cou
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from logstream.errors import LogstreamError, StaleOffsetError
 from logstream.kafka.admin import topic_watermarks
 from logstream.kafka.config import consumer_config
 from logstream.runtime.committer import Committer
+from logstream.runtime.dedupe import EventIdWindow
 from logstream.runtime.dlq import DeadLetters
 from logstream.runtime.pending import PendingBatch
 from logstream.settings import Settings
@@ -50,6 +52,7 @@ CATCH_UP_FLUSH_FACTOR = 5
 class RunResult:
     events_applied: int = 0
     events_skipped: int = 0
+    duplicates: int = 0
     dead_letters: int = 0
     flushes: int = 0
     fenced: int = 0
@@ -91,6 +94,8 @@ class ViewRunner:
         self._last_flush = time.monotonic()
         self._last_store_check = 0.0
         self._log_starts: dict[TP, int] = {}
+        horizon = settings.dedupe_horizon_events
+        self._event_ids = EventIdWindow(horizon) if horizon and view.event_id_field else None
         self.result = RunResult()
         self._consumer: Consumer | None = None
         self._committer: Committer | None = None
@@ -108,7 +113,7 @@ class ViewRunner:
         for tp in partitions:
             key = (tp.topic, tp.partition)
             position = stored.get(key)
-            tp.offset = position.next_offset if position else OFFSET_BEGINNING
+            tp.offset = self._start_offset(key, position)
             tracked[key] = position
             if position is not None and position.guard_offset is not None:
                 self._guards[key] = position
@@ -118,9 +123,27 @@ class ViewRunner:
         consumer.assign(partitions)
         log.info("%s: assigned %s", self.group_id, sorted(tracked))
 
+    def _start_offset(self, tp: TP, position: Position | None) -> int:
+        """Where to seek `tp`: its stored offset, or earlier when event ids must be re-read."""
+        window = self._event_ids
+        if position is None:
+            if window is not None:
+                window.start_empty(tp)
+            return OFFSET_BEGINNING
+        if window is None:
+            return position.next_offset
+        since = position.next_offset - window.horizon
+        stored = self.store.event_id_ranges(tp[0], tp[1], since)
+        return window.start(tp, position.next_offset, stored)
+
+    def _forget(self, tps: list[TP]) -> None:
+        self._pending.forget(tps)
+        if self._event_ids is not None:
+            self._event_ids.forget(tps)
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._flush(consumer)
-        self._pending.forget([(tp.topic, tp.partition) for tp in partitions])
+        self._forget([(tp.topic, tp.partition) for tp in partitions])
         self._assigned.clear()
         self._assignment_seen = False  # caught up means nothing until the next assignment
         consumer.unassign()
@@ -129,7 +152,7 @@ class ViewRunner:
         self._settle(consumer)
         log.warning("%s: partitions lost; dropping the unflushed batch", self.group_id)
         self._pending.clear()
-        self._pending.forget([(tp.topic, tp.partition) for tp in partitions])
+        self._forget([(tp.topic, tp.partition) for tp in partitions])
         self._assigned.clear()
         self._assignment_seen = False
         consumer.unassign()
@@ -205,8 +228,11 @@ class ViewRunner:
         decode = self.codec.decode
         keys_of = self.view.keys
         guards = self._guards
+        window = self._event_ids
+        id_field = self.view.event_id_field or ""  # only read when the window exists
+        warming = window.warm_until if window is not None else None
         max_ms = pending.max_event_ms if pending.max_event_ms is not None else -(2**63)
-        applied = skipped = 0
+        applied = skipped = duplicates = 0
         for msg in messages:
             error = msg.error()
             if error is not None:
@@ -218,14 +244,25 @@ class ViewRunner:
             tp: TP = (msg.topic(), msg.partition())  # type: ignore[assignment]
             offset: int = msg.offset()  # type: ignore[assignment]
             ts = msg.timestamp()[1]
+            if warming and window is not None and window.warmed(tp, offset):
+                self._record_id(window, tp, offset, msg)  # below the start: ids only
+                continue
             if guards:
                 guard = guards.get(tp)
                 if guard is not None and guard.skips(offset, ts):
+                    if window is not None:
+                        self._record_id(window, tp, offset, msg)
                     next_offsets[tp] = offset + 1
                     skipped += 1
                     continue
             try:
                 _writer, record = decode(msg.value())
+                if window is not None:
+                    event_id = record.get(id_field)
+                    if event_id is not None and window.repeat(tp, offset, event_id):
+                        next_offsets[tp] = offset + 1
+                        duplicates += 1
+                        continue
                 keys = keys_of(record, ts)
             except Exception as exc:  # undecodable or unappliable: a dead letter, not a stop
                 self._dead_letters.send(msg, exc)
@@ -252,8 +289,20 @@ class ViewRunner:
         pending.events += applied
         self.result.events_applied += applied
         self.result.events_skipped += skipped
+        self.result.duplicates += duplicates
         if self.on_progress is not None:
             self.on_progress(len(messages))
+
+    def _record_id(self, window: EventIdWindow, tp: TP, offset: int, msg: Message) -> None:
+        """Note the event id of a message that is not applied (already counted, or below
+        the partition's start) so that later copies of it are still recognised."""
+        try:
+            _writer, record = self.codec.decode(msg.value())
+        except Exception:  # undecodable: it has no id (it was, or will be, a dead letter)
+            return
+        event_id = record.get(self.view.event_id_field or "")
+        if event_id is not None:
+            window.repeat(tp, offset, event_id)
 
     def _flush(self, consumer: Consumer, *, wait: bool = True) -> None:
         """Hand the batch to the committer; with `wait`, return only once it is committed."""
@@ -263,6 +312,9 @@ class ViewRunner:
         pending = self._pending
         if pending.dirty:
             flush = pending.to_flush()
+            if self._event_ids is not None:
+                ranges, expire = self._event_ids.close_ranges(pending.next_offsets)
+                flush = dataclasses.replace(flush, event_ids=ranges, event_ids_expire=expire)
             pending.committed()  # the next batch is fenced on these offsets
             assert self._committer is not None
             self._committer.submit(flush)
@@ -292,7 +344,7 @@ class ViewRunner:
         for tp in self._assigned:
             position = stored.get(tp)
             tracked[tp] = position
-            offset = position.next_offset if position else OFFSET_BEGINNING
+            offset = self._start_offset(tp, position)
             try:
                 consumer.seek(TopicPartition(tp[0], tp[1], offset))
             except KafkaException as exc:

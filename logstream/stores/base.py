@@ -20,6 +20,7 @@ __all__ = [
     "BaseViewStore",
     "BucketRow",
     "Counter",
+    "EventIdRange",
     "Flush",
     "Position",
     "Reset",
@@ -36,7 +37,8 @@ __all__ = [
 ]
 
 # Bumped whenever the table layout changes; a store refuses a file/schema from the future.
-SCHEMA_VERSION = 1
+# v2: the `event_ids` table (deduplication window).
+SCHEMA_VERSION = 2
 
 SeriesKey = tuple[str, str, int]
 """(series, key, bucket_start_ms): the address of one counter."""
@@ -107,6 +109,22 @@ class Position:
 
 
 @dataclass(frozen=True)
+class EventIdRange:
+    """The event ids read from offsets [from_offset, to_offset) of one partition.
+
+    `payload` is opaque to the store (the runtime's encoding, see
+    `logstream.runtime.dedupe`); the store keeps it beside the counters so that the
+    deduplication window is exactly as durable, and as fenced, as the counts it protects.
+    """
+
+    topic: str
+    partition: int
+    from_offset: int
+    to_offset: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
 class Flush:
     """One batch to commit atomically.
 
@@ -120,6 +138,10 @@ class Flush:
     positions: Sequence[tuple[str, int, int | None, int]]
     max_event_ms: int | None = None
     dlq_increment: int = 0
+    # Deduplication window: ranges to add, and per partition an offset below which whole
+    # ranges (to_offset <= it) are no longer needed.
+    event_ids: Sequence[EventIdRange] = ()
+    event_ids_expire: Sequence[tuple[str, int, int]] = ()
 
 
 @dataclass(frozen=True)
@@ -130,6 +152,8 @@ class Reset:
     position, then writes `positions`); otherwise buckets with bucket_start >= drop_from_ms
     are dropped and totals adjusted, and only the listed partitions' rows are replaced, so
     the caller must list every partition of the group. The DLQ count is always kept.
+    Event-id ranges reaching past a listed partition's new next_offset are dropped (the
+    replay records them again); a full wipe drops them all.
     """
 
     positions: Sequence[Position]
@@ -163,6 +187,10 @@ class ViewStore(Protocol):
 
     def reset(self, reset: Reset) -> None:
         """Drop state and replace positions in one transaction (see `Reset`)."""
+        ...
+
+    def event_id_ranges(self, topic: str, partition: int, since_offset: int) -> list[EventIdRange]:
+        """Stored event-id ranges of a partition ending after `since_offset`, by offset."""
         ...
 
     def total(self, series: str, key: str) -> Counter | None:
@@ -249,6 +277,14 @@ class BaseViewStore(ABC):
                 raise ValueError(f"negative offset for {topic}[{partition}]")
         if flush.dlq_increment < 0:
             raise ValueError("dlq_increment must be >= 0")
+        moved = {(t, p): new for t, p, _expected, new in flush.positions}
+        for r in flush.event_ids:
+            # Only a partition the flush fences may gain ranges, and only up to its new offset.
+            if moved.get((r.topic, r.partition)) != r.to_offset or r.from_offset > r.to_offset:
+                raise ValueError(
+                    f"event-id range {r.topic}[{r.partition}] {r.from_offset}..{r.to_offset} "
+                    "does not end at the partition's new offset in this flush"
+                )
 
     @staticmethod
     def _check_reset(reset: Reset) -> None:

@@ -35,6 +35,7 @@ from logstream.stores.base import (
     BaseViewStore,
     BucketRow,
     Counter,
+    EventIdRange,
     Flush,
     Position,
     Reset,
@@ -50,6 +51,14 @@ __all__ = ["PostgresViewStore", "drop_schema", "schema_name"]
 
 _MAX_IDENTIFIER = 63
 _RESERVED = frozenset({"public", "information_schema"})
+
+_EVENT_IDS_DDL = """CREATE TABLE IF NOT EXISTS {schema}.event_ids (
+        topic       text NOT NULL,
+        partition   integer NOT NULL,
+        from_offset bigint NOT NULL,
+        to_offset   bigint NOT NULL,
+        payload     bytea NOT NULL,
+        PRIMARY KEY (topic, partition, from_offset))"""
 
 _DDL = [
     "CREATE SCHEMA IF NOT EXISTS {schema}",
@@ -86,6 +95,7 @@ _DDL = [
         from_offset bigint NOT NULL,
         to_offset   bigint NOT NULL,
         recorded_at timestamptz NOT NULL DEFAULT now())""",
+    _EVENT_IDS_DDL,
 ]
 
 _TEMP_DELTAS = """CREATE TEMP TABLE IF NOT EXISTS logstream_deltas (
@@ -303,6 +313,15 @@ class PostgresViewStore(BaseViewStore):
                     ).format(ident),
                     list(initial.items()),
                 )
+            else:  # an older layout gains what it lacks (v2: event_ids)
+                conn.execute(sql.SQL(_EVENT_IDS_DDL).format(schema=ident))
+                conn.execute(
+                    sql.SQL(
+                        "UPDATE {}.meta SET value = %s WHERE key = 'schema_version' "
+                        "AND value::integer < %s"
+                    ).format(ident),
+                    (str(SCHEMA_VERSION), SCHEMA_VERSION),
+                )
             self._ensure_time_index(conn, ident)
             meta = dict(
                 conn.execute(sql.SQL("SELECT key, value FROM {}.meta").format(ident)).fetchall()
@@ -386,6 +405,21 @@ class PostgresViewStore(BaseViewStore):
                     "UPDATE meta SET value = (value::bigint + %s)::text WHERE key = 'dlq_count'",
                     (flush.dlq_increment,),
                 )
+            if flush.event_ids_expire:
+                cur.executemany(
+                    "DELETE FROM event_ids WHERE topic = %s AND partition = %s AND to_offset <= %s",
+                    list(flush.event_ids_expire),
+                )
+            if flush.event_ids:
+                cur.executemany(
+                    "INSERT INTO event_ids (topic, partition, from_offset, to_offset, payload) "
+                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (topic, partition, from_offset) "
+                    "DO UPDATE SET to_offset = excluded.to_offset, payload = excluded.payload",
+                    [
+                        (r.topic, r.partition, r.from_offset, r.to_offset, r.payload)
+                        for r in flush.event_ids
+                    ],
+                )
 
     def reset(self, reset: Reset) -> None:
         """Drop state from a time (or all of it) and replace positions, atomically."""
@@ -393,11 +427,16 @@ class PostgresViewStore(BaseViewStore):
         with self._tx("reset") as cur:
             cur.execute("LOCK TABLE positions IN EXCLUSIVE MODE")
             if reset.drop_from_ms is None:
-                cur.execute("TRUNCATE buckets, totals")
+                cur.execute("TRUNCATE buckets, totals, event_ids")
                 cur.execute("DELETE FROM positions")
                 cur.execute("DELETE FROM meta WHERE key = 'max_event_ms'")
             else:
                 self._drop_from(cur, reset.drop_from_ms)
+            if reset.positions:
+                cur.executemany(
+                    "DELETE FROM event_ids WHERE topic = %s AND partition = %s AND to_offset > %s",
+                    [(p.topic, p.partition, p.next_offset) for p in reset.positions],
+                )
             if reset.positions:
                 cur.executemany(
                     _REPLACE_POSITION,
@@ -444,6 +483,17 @@ class PostgresViewStore(BaseViewStore):
         """Every stored partition position."""
         with self._tx("read") as cur:
             return self._positions(cur)
+
+    def event_id_ranges(self, topic: str, partition: int, since_offset: int) -> list[EventIdRange]:
+        """Stored event-id ranges of a partition ending after `since_offset`, by offset."""
+        with self._tx("read") as cur:
+            cur.execute(
+                "SELECT from_offset, to_offset, payload FROM event_ids "
+                "WHERE topic = %s AND partition = %s AND to_offset > %s ORDER BY from_offset",
+                (topic, partition, since_offset),
+            )
+            rows = cur.fetchall()
+        return [EventIdRange(topic, partition, r[0], r[1], bytes(r[2])) for r in rows]
 
     @staticmethod
     def _positions(cur: psycopg.Cursor[Any]) -> dict[tuple[str, int], Position]:

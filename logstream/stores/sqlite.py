@@ -38,6 +38,7 @@ from logstream.stores.base import (
     BaseViewStore,
     BucketRow,
     Counter,
+    EventIdRange,
     Flush,
     Position,
     Reset,
@@ -90,6 +91,14 @@ CREATE TABLE IF NOT EXISTS skipped (
     to_offset   INTEGER NOT NULL,
     recorded_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS event_ids (
+    topic       TEXT    NOT NULL,
+    partition   INTEGER NOT NULL,
+    from_offset INTEGER NOT NULL,
+    to_offset   INTEGER NOT NULL,
+    payload     BLOB    NOT NULL,
+    PRIMARY KEY (topic, partition, from_offset)
+) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta (key, value) VALUES ('dlq_count', '0');
 """
 
@@ -190,13 +199,15 @@ class SQLiteViewStore(BaseViewStore):
     def _ensure_schema(self, namespace: str | None) -> None:
         """Create tables once, then check the file belongs to this view and layout version."""
         meta = self._meta_if_present()
-        if meta.get("schema_version") != str(SCHEMA_VERSION):
+        if int(meta.get("schema_version", "0")) < SCHEMA_VERSION:
+            # New file, or an older layout: every statement is idempotent (IF NOT EXISTS).
             with self._write():
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
                 self._db.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1) "
+                    "ON CONFLICT (key) DO UPDATE SET value = ?1",
                     (str(SCHEMA_VERSION),),
                 )
                 self._db.execute(
@@ -323,6 +334,22 @@ class SQLiteViewStore(BaseViewStore):
                         "WHERE key = 'dlq_count'",
                         (flush.dlq_increment,),
                     )
+                if flush.event_ids_expire:
+                    db.executemany(
+                        "DELETE FROM event_ids "
+                        "WHERE topic = ? AND partition = ? AND to_offset <= ?",
+                        flush.event_ids_expire,
+                    )
+                if flush.event_ids:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO event_ids "
+                        "(topic, partition, from_offset, to_offset, payload) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        [
+                            (r.topic, r.partition, r.from_offset, r.to_offset, r.payload)
+                            for r in flush.event_ids
+                        ],
+                    )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot commit to view store {self.path}: {exc}") from exc
 
@@ -336,9 +363,14 @@ class SQLiteViewStore(BaseViewStore):
                     db.execute("DELETE FROM buckets")
                     db.execute("DELETE FROM totals")
                     db.execute("DELETE FROM positions")
+                    db.execute("DELETE FROM event_ids")
                     db.execute("DELETE FROM meta WHERE key = 'max_event_ms'")
                 else:
                     self._drop_from(db, reset.drop_from_ms)
+                db.executemany(
+                    "DELETE FROM event_ids WHERE topic = ? AND partition = ? AND to_offset > ?",
+                    [(p.topic, p.partition, p.next_offset) for p in reset.positions],
+                )
                 db.executemany(
                     _REPLACE_POSITION,
                     [
@@ -384,6 +416,16 @@ class SQLiteViewStore(BaseViewStore):
         """Every stored partition position."""
         with self._read() as db:
             return self._positions(db)
+
+    def event_id_ranges(self, topic: str, partition: int, since_offset: int) -> list[EventIdRange]:
+        """Stored event-id ranges of a partition ending after `since_offset`, by offset."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT from_offset, to_offset, payload FROM event_ids "
+                "WHERE topic = ? AND partition = ? AND to_offset > ? ORDER BY from_offset",
+                (topic, partition, since_offset),
+            ).fetchall()
+        return [EventIdRange(topic, partition, r[0], r[1], bytes(r[2])) for r in rows]
 
     @staticmethod
     def _positions(db: sqlite3.Connection) -> dict[tuple[str, int], Position]:

@@ -24,7 +24,7 @@ from logstream.stores import (
     drop_store,
     open_store,
 )
-from logstream.stores.base import safe_name, window_bounds
+from logstream.stores.base import EventIdRange, safe_name, window_bounds
 from logstream.stores.factory import sqlite_path
 from logstream.stores.postgres import PostgresViewStore, schema_name
 from logstream.stores.sqlite import SQLiteViewStore
@@ -533,3 +533,53 @@ def test_changed_totals_series_is_refused(make_store: MakeStore) -> None:
     make_store(totals_series={"url"})
     with pytest.raises(StoreError, match="bump the view version"):
         make_store(totals_series={"url", "user"})
+
+
+def _ids_range(start: int, end: int) -> EventIdRange:
+    return EventIdRange("t", 0, start, end, f"{start}-{end}".encode())
+
+
+def test_event_id_ranges_commit_with_their_flush_expire_and_reset(make_store: MakeStore) -> None:
+    store = make_store()
+    store.commit(Flush({}, [("t", 0, None, 10)], event_ids=[_ids_range(0, 10)]))
+    store.commit(Flush({}, [("t", 0, 10, 20)], event_ids=[_ids_range(10, 20)]))
+    assert [(r.from_offset, r.to_offset) for r in store.event_id_ranges("t", 0, 0)] == [
+        (0, 10),
+        (10, 20),
+    ]
+    assert store.event_id_ranges("t", 0, 0)[1].payload == b"10-20"
+    # A fenced flush stores no range.
+    with pytest.raises(StaleOffsetError):
+        store.commit(Flush({}, [("t", 0, 10, 30)], event_ids=[_ids_range(20, 30)]))
+    assert [r.to_offset for r in store.event_id_ranges("t", 0, 0)] == [10, 20]
+    # Expiry drops ranges ending at or below the horizon start, in the same transaction.
+    store.commit(
+        Flush(
+            {}, [("t", 0, 20, 30)], event_ids=[_ids_range(20, 30)], event_ids_expire=[("t", 0, 10)]
+        )
+    )
+    assert [r.from_offset for r in store.event_id_ranges("t", 0, 0)] == [10, 20]
+    assert [r.from_offset for r in store.event_id_ranges("t", 0, 20)] == [20]
+    # A range must end where its partition's flush ends.
+    with pytest.raises(ValueError, match="does not end"):
+        store.commit(Flush({}, [("t", 0, 30, 40)], event_ids=[_ids_range(30, 39)]))
+    # Moving the partition back drops the ranges reaching past the new offset.
+    store.reset(Reset([Position("t", 0, 25)], drop_from_ms=T0))
+    assert [r.from_offset for r in store.event_id_ranges("t", 0, 0)] == [10]
+    store.reset(Reset([], drop_from_ms=None))
+    assert store.event_id_ranges("t", 0, 0) == []
+
+
+def test_a_v1_sqlite_store_gains_the_event_id_table(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    store = SQLiteViewStore(path, ("url",), namespace="old")
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE event_ids")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    with SQLiteViewStore(path, ("url",), namespace="old") as reopened:
+        assert reopened.event_id_ranges("t", 0, 0) == []
+        reopened.commit(Flush({}, [("t", 0, None, 1)], event_ids=[_ids_range(0, 1)]))
+        assert len(reopened.event_id_ranges("t", 0, 0)) == 1
