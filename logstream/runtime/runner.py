@@ -310,13 +310,14 @@ class ViewRunner:
         if not self._settle(consumer):
             return
         pending = self._pending
+        if self._committer is None:
+            return  # shut down after a failure: what was not committed is read again later
         if pending.dirty:
             flush = pending.to_flush()
             if self._event_ids is not None:
                 ranges, expire = self._event_ids.close_ranges(pending.next_offsets)
                 flush = dataclasses.replace(flush, event_ids=ranges, event_ids_expire=expire)
             pending.committed()  # the next batch is fenced on these offsets
-            assert self._committer is not None
             self._committer.submit(flush)
             self.result.flushes += 1
         if wait:
