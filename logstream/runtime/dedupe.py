@@ -50,6 +50,7 @@ class _Partition:
     seen: dict[str, int]
     open: _Range
     closed: deque[_Range] = field(default_factory=deque)
+    expired: int = 0  # ids in ranges dropped since `seen` was last rebuilt
 
 
 def _encode(rng: _Range) -> bytes:
@@ -164,10 +165,19 @@ class EventIdWindow:
 
     @staticmethod
     def _evict(part: _Partition, horizon_start: int) -> None:
-        """Drop ranges wholly below the horizon: no later offset can match their ids."""
-        closed, seen = part.closed, part.seen
+        """Drop ranges wholly below the horizon: no later offset can match their ids.
+
+        `seen` may keep expired ids for a while (a lookup compares offsets, so they never
+        match); it is rebuilt from the live ranges, in C, once the expired outnumber the live,
+        which keeps memory within about twice the horizon at a small cost per event.
+        """
+        closed = part.closed
         while closed and closed[0].to_offset <= horizon_start:
-            rng = closed.popleft()
-            for offset, event_id in zip(rng.offsets, rng.ids, strict=True):
-                if seen.get(event_id) == offset:
-                    del seen[event_id]
+            part.expired += len(closed.popleft().ids)
+        if part.expired and part.expired >= len(part.seen) - part.expired:
+            seen: dict[str, int] = {}
+            for rng in closed:
+                seen.update(zip(rng.ids, rng.offsets, strict=True))
+            seen.update(zip(part.open.ids, part.open.offsets, strict=True))
+            part.seen = seen
+            part.expired = 0

@@ -124,8 +124,7 @@ def test_expired_ranges_leave_memory_and_store():
             ranges, expire = window.close_ranges({TP: o + 1})
             assert [(r.from_offset, r.to_offset) for r in ranges] == [(o - 4, o + 1)]
             assert expire == [("t", 0, o + 1 - 10)]
-    # Ranges ending at or below 25 - 10 = 15 are gone: ids 0..14 are forgotten.
-    assert window.held(TP) == 10
+    # Ranges ending at or below 25 - 10 = 15 are expired; ids 0..14 no longer match.
     assert window.repeat(TP, 25, "id-15")  # 15 >= 25 - 10
     assert not window.repeat(TP, 26, "id-14")
 
@@ -141,3 +140,15 @@ def test_a_hole_in_the_stored_ranges_is_read_again_from_the_log():
     covered = EventIdWindow(horizon=50)
     assert covered.start(TP, 200, stored) == 200  # [150, 200) is covered: no re-read
     assert covered.repeat(TP, 200, "x")
+
+
+def test_memory_stays_within_about_twice_the_horizon():
+    window = EventIdWindow(horizon=100)
+    window.start_empty(TP)
+    most = 0
+    for o in range(20_000):
+        window.repeat(TP, o, f"id-{o}")
+        if o % 7 == 6:
+            window.close_ranges({TP: o + 1})
+            most = max(most, window.held(TP))
+    assert 100 <= most <= 2 * (100 + 7)
