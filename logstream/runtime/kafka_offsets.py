@@ -1,0 +1,46 @@
+"""Best-effort offset commits to Kafka, for lag tools only.
+
+The view store holds the authoritative offsets (in the same transaction as the counters),
+so the Kafka copy is a courtesy to `kafka-consumer-groups` and friends. It is therefore sent
+asynchronously: a synchronous commit waits for the group coordinator, and with the
+coordinator gone it held the commit thread, and every rebalance and stop that waited for
+it, for minutes. Failures are reported by librdkafka through `on_commit` (during the consume
+loop's polls) and logged once per outage.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+__all__ = ["KafkaOffsetCommits"]
+
+log = logging.getLogger("logstream.runtime")
+
+
+class KafkaOffsetCommits:
+    """Sends offsets without waiting; logs the first failure and the recovery."""
+
+    def __init__(self, label: str) -> None:
+        self._label = label
+        self._failing = False
+
+    def commit(self, consumer: Consumer, offsets: list[TopicPartition]) -> None:
+        """Queue the commit and return at once (raises only if the consumer is closed)."""
+        consumer.commit(offsets=offsets, asynchronous=True)
+
+    def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's `on_commit` callback: the result of one asynchronous commit."""
+        failure = err or next((tp.error for tp in partitions if tp.error is not None), None)
+        if failure is not None and not self._failing:
+            self._failing = True
+            log.warning(
+                "%s: Kafka offset commit failed (%s); lag tools may show old offsets until "
+                "it succeeds again (the view store keeps the exact ones)",
+                self._label,
+                failure,
+            )
+        elif failure is None and self._failing:
+            self._failing = False
+            log.info("%s: Kafka offset commits succeed again", self._label)
