@@ -4,9 +4,11 @@ At most one flush is in flight, so memory stays bounded, and the order of commit
 order of batches. The consume thread waits for the in-flight flush before it touches the
 store itself (assignment, rewind, caught-up checks, shutdown), but never without a bound:
 
-* the Kafka offset commit is asynchronous (lag tools only; the store is authoritative), so
-  a broker or coordinator that went away cannot hold the commit thread, a rebalance or a
-  stop (this is what used to hang consumers for minutes);
+* this thread never calls Kafka: the offsets the store accepted are handed back
+  (`take_offsets`) for the consume thread to commit to Kafka asynchronously (lag tools only;
+  the store is authoritative). confluent-kafka's `Consumer.commit()`, even asynchronous,
+  blocks a foreign thread while the consume thread is inside a rebalance callback; with the
+  callback waiting for this thread, that was a deadlock (the hang of issue 9);
 * a transient store failure (disk full, SQLite busy or I/O error, PostgreSQL restarting) is
   retried with capped backoff on the same Flush, whose transaction was rolled back and whose
   fencing offsets are unchanged, so the retry lands exactly once; meanwhile `retrying` is
@@ -23,9 +25,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 
 from logstream.runtime.dlq import DeadLetters, DeadLettersUnconfirmed
 from logstream.runtime.retry import Backoff, is_transient_store_error
@@ -56,22 +57,22 @@ class _Job:
 
 
 class Committer:
-    """Runs: dead letters acknowledged -> one store transaction -> Kafka offset commit."""
+    """Runs: dead letters acknowledged -> one store transaction -> offsets handed back for
+    the Kafka commit."""
 
     def __init__(
         self,
         store: ViewStore,
         dead_letters: DeadLetters,
-        commit_to_kafka: Callable[[list[TopicPartition]], None],
         label: str,
         *,
         backoff: Backoff | None = None,
     ) -> None:
-        """`commit_to_kafka` must not block (e.g. `consumer.commit(..., asynchronous=True)`)."""
         self._store = store
         self._dead_letters = dead_letters
-        self._commit_to_kafka = commit_to_kafka
         self._label = label
+        self._accepted: dict[tuple[str, int], int] = {}
+        self._accepted_lock = threading.Lock()
         self._backoff = backoff or Backoff()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._inflight: _Job | None = None
@@ -93,6 +94,13 @@ class Committer:
         """Seconds the current store attempt has been running (None between attempts)."""
         started = self._attempt_started
         return None if started is None else time.monotonic() - started
+
+    def take_offsets(self) -> list[TopicPartition]:
+        """The next offsets the store accepted since the last call (newest per partition),
+        for the consume thread to commit to Kafka: strictly after the store transaction."""
+        with self._accepted_lock:
+            accepted, self._accepted = self._accepted, {}
+        return [TopicPartition(t, p, offset) for (t, p), offset in sorted(accepted.items())]
 
     def submit(self, flush: Flush) -> None:
         """Start committing `flush`; the caller has settled the previous one (`wait`)."""
@@ -140,11 +148,9 @@ class Committer:
 
     def _commit(self, job: _Job) -> None:
         self._store_with_retries(job)
-        offsets = [TopicPartition(t, p, new) for t, p, _expected, new in job.flush.positions]
-        try:
-            self._commit_to_kafka(offsets)
-        except (KafkaException, RuntimeError) as exc:  # lag tools only: the store has the truth
-            log.warning("%s: Kafka offset commit not sent: %s", self._label, exc)
+        with self._accepted_lock:
+            for topic, partition, _expected, new in job.flush.positions:
+                self._accepted[(topic, partition)] = new
 
     def _store_with_retries(self, job: _Job) -> None:
         """Dead letters acknowledged, then the store transaction; transient failures of

@@ -2,17 +2,18 @@
 
 The view store holds the authoritative offsets (in the same transaction as the counters),
 so the Kafka copy is a courtesy to `kafka-consumer-groups` and friends. It is therefore sent
-asynchronously: a synchronous commit waits for the group coordinator, and with the
-coordinator gone it held the commit thread, and every rebalance and stop that waited for
-it, for minutes. Failures are reported by librdkafka through `on_commit` (during the consume
-loop's polls) and logged once per outage.
+asynchronously, by the consume thread, after the store accepted the offsets: a synchronous
+commit waits for the group coordinator, and from the commit thread even an asynchronous one
+blocks while the consume thread is in a rebalance callback (see committer.py). Failures are
+reported by librdkafka through `on_commit` (during the loop's polls) and logged once per
+outage.
 """
 
 from __future__ import annotations
 
 import logging
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 __all__ = ["KafkaOffsetCommits"]
 
@@ -27,8 +28,14 @@ class KafkaOffsetCommits:
         self._failing = False
 
     def commit(self, consumer: Consumer, offsets: list[TopicPartition]) -> None:
-        """Queue the commit and return at once (raises only if the consumer is closed)."""
-        consumer.commit(offsets=offsets, asynchronous=True)
+        """Queue the commit and return at once. Call it from the consume thread only: from
+        any other thread it blocks while that thread is in a rebalance callback."""
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets=offsets, asynchronous=True)
+        except (KafkaException, RuntimeError) as exc:  # RuntimeError: the consumer is closed
+            log.warning("%s: Kafka offset commit not sent: %s", self._label, exc)
 
     def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """librdkafka's `on_commit` callback: the result of one asynchronous commit."""

@@ -175,12 +175,7 @@ class ViewRunner:
         conf.setdefault("on_commit", self._kafka_commits.on_commit)
         consumer = Consumer(conf)
         self._consumer = consumer
-        committer = Committer(
-            self.store,
-            self._dead_letters,
-            lambda offsets: self._kafka_commits.commit(consumer, offsets),
-            self.group_id,
-        )
+        committer = Committer(self.store, self._dead_letters, self.group_id)
         self._committer = committer
         watchdog = self._watchdog(committer)
         self._last_round = time.monotonic()
@@ -197,6 +192,7 @@ class ViewRunner:
             )
             self._loop(consumer)
             self._flush(consumer)
+            self._kafka_commits.commit(consumer, committer.take_offsets())
         finally:
             # Whatever happened above (even a store error), shut down without raising again
             # and without unbounded waits; rebalance callbacks fired by close() see no
@@ -238,6 +234,8 @@ class ViewRunner:
         interval = self.settings.flush_interval_s
         while not self._stopping:
             self._last_round = time.monotonic()
+            if self._committer is not None:
+                self._kafka_commits.commit(consumer, self._committer.take_offsets())
             self._hold_while_store_unavailable(consumer)
             messages = consumer.consume(num_messages=batch_size, timeout=0.5)
             if messages:

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import TopicPartition
 
 from logstream.errors import StaleOffsetError, StoreError
 from logstream.runtime.committer import Committer
@@ -108,24 +107,19 @@ def test_committer_retries_a_full_store_without_blocking_and_lands_exactly_once(
     store = SQLiteViewStore(tmp_path / "v.sqlite", ["url"])
     store.commit(big_flush(10, None, 10))
     capped(store)
-    sent: list[list[TopicPartition]] = []
-    committer = Committer(
-        store,
-        DeadLetters(Settings(), "v"),
-        sent.append,
-        "v",
-        backoff=Backoff(0.05, 0.2),
-    )
+    committer = Committer(store, DeadLetters(Settings(), "v"), "v", backoff=Backoff(0.05, 0.2))
     committer.submit(big_flush(3000, 10, 3010))
     wait_until(lambda: committer.retrying)
     started = time.monotonic()
     assert committer.wait(0.1) is False  # the caller gets its thread back
     assert time.monotonic() - started < 1.0
-    assert sent == []  # Kafka offsets only after the store transaction
+    assert committer.take_offsets() == []  # Kafka offsets only after the store transaction
     uncapped(store)
     wait_until(lambda: committer.wait(0.1))
     assert not committer.retrying
-    assert [(tp.topic, tp.partition, tp.offset) for tp in sent[0]] == [("t", 0, 3010)]
+    sent = committer.take_offsets()
+    assert [(tp.topic, tp.partition, tp.offset) for tp in sent] == [("t", 0, 3010)]
+    assert committer.take_offsets() == []
     assert store.positions()[("t", 0)].next_offset == 3010
     assert len(store.totals_rows("url")) == 3000
     committer.close()
@@ -135,9 +129,7 @@ def test_committer_abandon_stops_retrying_and_stores_nothing(tmp_path: Path):
     store = SQLiteViewStore(tmp_path / "v.sqlite", ["url"])
     store.commit(big_flush(10, None, 10))
     capped(store)
-    committer = Committer(
-        store, DeadLetters(Settings(), "v"), lambda _o: None, "v", backoff=Backoff(30, 30)
-    )
+    committer = Committer(store, DeadLetters(Settings(), "v"), "v", backoff=Backoff(30, 30))
     committer.submit(big_flush(3000, 10, 3010))
     wait_until(lambda: committer.retrying)
     committer.abandon()  # cuts the 30 s backoff short
@@ -153,7 +145,7 @@ def test_committer_abandon_stops_retrying_and_stores_nothing(tmp_path: Path):
 
 def test_committer_non_transient_errors_are_raised_as_before(tmp_path: Path):
     store = SQLiteViewStore(tmp_path / "v.sqlite", ["url"])
-    committer = Committer(store, DeadLetters(Settings(), "v"), lambda _o: None, "v")
+    committer = Committer(store, DeadLetters(Settings(), "v"), "v")
     committer.submit(big_flush(1, 99, 100))  # fenced: the store has no row at 99
     deadline = time.monotonic() + 10
     with pytest.raises(StaleOffsetError):
