@@ -21,6 +21,7 @@ import pytest
 from consumers import VIEWS
 from logstream.broker.local import LocalCluster
 from logstream.codec import Codec
+from logstream.errors import StoreError
 from logstream.runtime import ViewRunner
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import Settings
@@ -252,9 +253,13 @@ def test_full_disk_waits_then_resumes_exactly(
         produce_likes(broker.bootstrap_servers, topic, later, codec)
         wait_for(lambda: "cannot commit the flush yet" in log_text(log_file), 60, "store error")
         assert "full" in log_text(log_file)
-        assert proc.poll() is None, log_text(log_file)
         stuck_at = applied(store)
         assert stuck_at < 300 + len(later)
+        full_since = time.monotonic()
+        while time.monotonic() - full_since < 5:  # it waits (retrying) instead of dying
+            assert proc.poll() is None, log_text(log_file)
+            time.sleep(0.25)
+        assert applied(store) == stuck_at
 
         filler.unlink()
         resumed_s = wait_for(lambda: applied(store) == 300 + len(later), 60, "resumed")
@@ -349,3 +354,37 @@ def test_stop_with_a_kafka_commit_that_cannot_complete_is_bounded(
         thread.join(timeout=30)
         store.close()
         broker.start()
+
+
+def test_a_store_error_that_will_not_pass_stops_the_consumer_cleanly(
+    broker: LocalCluster, topic: str, codec: Codec, tmp_path: Path
+):
+    """Not every store error is waited out: a read-only store stops `run()` with that
+    error, as before, and shutting down does not add an AssertionError to it."""
+    events = generate_likes(50, seed=12, urls=5)
+    produce_likes(broker.bootstrap_servers, topic, events, codec)
+    settings = Settings(bootstrap_servers=broker.bootstrap_servers, data_dir=tmp_path)
+    store = open_view_store(None, tmp_path, VIEW)
+    assert isinstance(store, SQLiteViewStore)
+    store._db.execute("PRAGMA query_only = ON")  # every write: SQLITE_READONLY
+    stalls: list[str] = []
+    runner = ViewRunner(
+        settings,
+        VIEW,
+        store,
+        codec,
+        topics=(topic,),
+        group_id=topic + "-ro",
+        until_caught_up=True,
+        on_stall=stalls.append,
+    )
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="readonly") as caught:
+        runner.run()
+    assert time.monotonic() - started < 60
+    chain: BaseException | None = caught.value
+    while chain is not None:
+        assert not isinstance(chain, AssertionError)
+        chain = chain.__context__
+    assert applied(store) == 0 and stalls == []
+    store.close()
