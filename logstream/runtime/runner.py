@@ -107,7 +107,7 @@ class ViewRunner:
         self._stop_requested: float | None = None
         self._last_round = time.monotonic()
         self._on_stall = on_stall
-        self._held: list[TopicPartition] = []
+        self._held: list[TopicPartition] | None = None  # paused while the store is down
         self._kafka_commits = KafkaOffsetCommits(self.group_id)
         self._pending = PendingBatch()
         self._guards: dict[TP, Position] = {}
@@ -134,7 +134,7 @@ class ViewRunner:
     # ----- rebalance callbacks -------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._settle(consumer, in_rebalance=True)
-        self._held = []
+        self._held = None
         stored = self.store.positions()
         self._guards.clear()
         tracked: dict[TP, Position | None] = {}
@@ -153,7 +153,7 @@ class ViewRunner:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._flush(consumer, in_rebalance=True)
-        self._held = []
+        self._held = None
         self._pending.forget([(tp.topic, tp.partition) for tp in partitions])
         self._assigned.clear()
         self._assignment_seen = False  # caught up means nothing until the next assignment
@@ -161,7 +161,7 @@ class ViewRunner:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._settle(consumer, in_rebalance=True)
-        self._held = []
+        self._held = None
         log.warning("%s: partitions lost; dropping the unflushed batch", self.group_id)
         self._pending.clear()
         self._pending.forget([(tp.topic, tp.partition) for tp in partitions])
@@ -393,12 +393,12 @@ class ViewRunner:
         committer = self._committer
         retrying = committer is not None and committer.retrying
         try:
-            if retrying and not self._held:
+            if retrying and self._held is None:
                 self._held = consumer.assignment()
                 consumer.pause(self._held)
                 log.info("%s: reading paused until the store accepts the flush", self.group_id)
-            elif self._held and not retrying:
-                held, self._held = self._held, []
+            elif self._held is not None and not retrying:
+                held, self._held = self._held, None
                 consumer.resume(held)
                 log.info("%s: reading resumed", self.group_id)
         except KafkaException as exc:  # e.g. a partition revoked meanwhile

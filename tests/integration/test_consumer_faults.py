@@ -155,7 +155,7 @@ def test_consumer_rides_out_a_broker_outage_and_sigterm_while_down_is_quick(
 
         broker.stop()
         down_since = time.monotonic()
-        while time.monotonic() - down_since < 22:  # the outage: it must keep running
+        while time.monotonic() - down_since < 20:  # the outage: it must keep running
             assert proc.poll() is None, log_text(log_file)
             time.sleep(0.25)
         broker.start()
@@ -195,14 +195,17 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 24 MiB filesystem (tmpfs) we can fill; skipped where mounting is not allowed."""
     where = tmp_path / "disk"
     where.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(where)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError as exc:  # no mount(8)
+        pytest.skip(f"cannot mount a tmpfs here: {exc}")
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
     try:
         yield where
     finally:
@@ -345,7 +348,7 @@ def test_stop_with_a_kafka_commit_that_cannot_complete_is_bounded(
         thread.join(timeout=10)
         took = time.monotonic() - started
         assert not thread.is_alive(), "run() did not return within 10 s of stop()"
-        assert took < 6, took
+        assert took < 8, took  # loop round + final flush + bounded close; Kafka waits >= 10 s
         assert_exact(store, events)  # the store transaction landed; Kafka's copy did not
         assert stalls == []
         print(f"stopped in {took:.1f} s with the broker down and a Kafka commit outstanding")
