@@ -78,6 +78,14 @@ class Settings(BaseSettings):
         "with the same id takes its partitions back at once, without waiting for the session "
         "timeout. Unique per process.",
     )
+    consumer_stall_timeout_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="A consumer exits non-zero (for its supervisor to restart it) when it "
+        "can make no progress for this long: its consume loop made no round, or one store "
+        "commit attempt has not returned. A broker outage or a full disk is not a stall: the "
+        "consumer rides those out. Keep it above the store's busy timeout (30 s); 0 disables.",
+    )
     read_wait_max_s: float = Field(default=10.0, ge=0)
     dedupe_horizon_events: int = Field(
         default=100_000,

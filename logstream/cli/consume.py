@@ -13,6 +13,7 @@ from logstream.cli.output import say
 from logstream.codec import Codec
 from logstream.gc_tuning import freeze_startup_heap
 from logstream.runtime import RunResult, ViewRunner
+from logstream.runtime.bounded import call_bounded
 from logstream.runtime.plan import partition_lags
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import Settings, load_settings
@@ -82,7 +83,9 @@ def run_view(
     finally:
         if bar is not None:
             bar.close()
-        store.close()
+        # A flush given up at shutdown may still hold the store (e.g. a busy SQLite file);
+        # the process must exit anyway, and the store is crash-safe.
+        call_bounded(store.close, 2.0, f"{namespace}: closing the view store")
     return namespace, result
 
 

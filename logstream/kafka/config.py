@@ -6,7 +6,29 @@ from typing import Any
 
 from logstream.settings import Settings
 
-__all__ = ["admin_config", "consumer_config", "producer_config"]
+__all__ = [
+    "admin_config",
+    "consumer_config",
+    "dead_letter_producer_config",
+    "producer_config",
+]
+
+# Bounds on librdkafka's own waits for long-running consumers, so that they notice a broker
+# outage and come back from it quickly (defaults: up to 10 s between reconnects, 60 s per
+# request, 30 s to set up a connection). A property given in LOGSTREAM_KAFKA_EXTRA wins.
+RESILIENCE = {
+    "reconnect.backoff.ms": 100,
+    "reconnect.backoff.max.ms": 1000,
+    "socket.timeout.ms": 15000,
+    "socket.connection.setup.timeout.ms": 10000,
+    "retry.backoff.max.ms": 1000,
+}
+
+
+def _with_resilience(conf: dict[str, Any]) -> dict[str, Any]:
+    for key, value in RESILIENCE.items():
+        conf.setdefault(key, value)
+    return conf
 
 
 def admin_config(settings: Settings) -> dict[str, Any]:
@@ -29,6 +51,11 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     return conf
 
 
+def dead_letter_producer_config(settings: Settings) -> dict[str, Any]:
+    """Durable, unbatched (dead letters are rare) and quick to reconnect after an outage."""
+    return _with_resilience(producer_config(settings, **{"linger.ms": 0}))
+
+
 def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
     """Offsets are ours to manage: no auto commit, no auto store, start from earliest."""
     conf = settings.kafka_common()
@@ -47,6 +74,7 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
             "queued.max.messages.kbytes": 65536,
         }
     )
+    _with_resilience(conf)
     if settings.consumer_instance_id:
         conf["group.instance.id"] = f"{group_id}:{settings.consumer_instance_id}"
     conf.update(overrides)

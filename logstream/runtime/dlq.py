@@ -6,11 +6,18 @@ from __future__ import annotations
 from confluent_kafka import Message, Producer
 
 from logstream.errors import LogstreamError
-from logstream.kafka.config import producer_config
+from logstream.kafka.config import dead_letter_producer_config
 from logstream.settings import Settings
 from logstream.topics import dlq_topic
 
-__all__ = ["DeadLetters"]
+__all__ = ["DeadLetters", "DeadLettersUnconfirmed"]
+
+
+class DeadLettersUnconfirmed(LogstreamError):
+    """Dead letters are still queued unacknowledged (the broker did not answer in time).
+
+    Transient: they stay in the producer's queue, so flushing again later is enough.
+    """
 
 
 class DeadLetters:
@@ -24,7 +31,7 @@ class DeadLetters:
 
     def send(self, msg: Message, error: Exception) -> None:
         if self._producer is None:
-            self._producer = Producer(producer_config(self._settings, **{"linger.ms": 0}))
+            self._producer = Producer(dead_letter_producer_config(self._settings))
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         headers: list[tuple[str, str | bytes | None]] = [
             ("logstream.error", f"{type(error).__name__}: {error}"[:1000].encode()),
@@ -50,13 +57,21 @@ class DeadLetters:
             self._failures.append(str(err))
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        """Block until every dead letter is acknowledged; offsets may only move after that."""
+        """Block until every dead letter is acknowledged; offsets may only move after that.
+
+        A delivery that failed for good raises LogstreamError (the consumer stops, and the
+        message is read and dead-lettered again after a restart); one still unacknowledged
+        after `timeout_s` raises DeadLettersUnconfirmed, which a later flush can settle."""
         if self._producer is None:
             return
         remaining = self._producer.flush(timeout_s)
-        if remaining or self._failures:
+        if self._failures:
             failures, self._failures = self._failures, []
             raise LogstreamError(
-                f"could not write {remaining or len(failures)} dead letter(s): "
-                f"{failures[:1] or 'timeout'}; is the .dlq topic created (logstream topics create)?"
+                f"could not write {len(failures)} dead letter(s): "
+                f"{failures[:1]}; is the .dlq topic created (logstream topics create)?"
+            )
+        if remaining:
+            raise DeadLettersUnconfirmed(
+                f"{remaining} dead letter(s) not acknowledged within {timeout_s:g} s"
             )

@@ -4,10 +4,17 @@ Commit step, in order (see STYLE.md, quixstreams' Checkpoint.commit):
   1. flush dead letters (acks=all) so nothing skipped is lost;
   2. in ONE store transaction, add the batch's aggregated counter deltas and record each
      partition's next offset, fenced on the offset the batch started from;
-  3. commit the same offsets to Kafka, for lag tools only: the store is authoritative and a
-     failure here is logged, not fatal.
+  3. commit the same offsets to Kafka, for lag tools only: the store is authoritative, so
+     this commit is asynchronous and a failure here is logged, not fatal.
 On assignment the runtime seeks to the offsets stored in the view store (earliest when none),
 so a crash at any instant, a restart or a rebalance never loses or doubles a count.
+
+Faults are ridden out, not waited on without a bound (issue 9): a broker or coordinator
+outage only makes consume calls come back empty; a transient store failure (disk full, ...)
+makes the commit thread retry the same flush while this loop holds reading but keeps polling;
+a rebalance or a stop gives up a flush that cannot land rather than wait for it (the store's
+offsets did not move, so its events are read again); `Consumer.close()` is bounded; and a
+watchdog exits the process if the loop or a store attempt stops making progress at all.
 """
 
 from __future__ import annotations
@@ -31,10 +38,13 @@ from logstream.codec import Codec
 from logstream.errors import LogstreamError, StaleOffsetError
 from logstream.kafka.admin import topic_watermarks
 from logstream.kafka.config import consumer_config
+from logstream.runtime.bounded import call_bounded
 from logstream.runtime.committer import Committer
 from logstream.runtime.dedupe import EventIdWindow
 from logstream.runtime.dlq import DeadLetters
+from logstream.runtime.kafka_offsets import KafkaOffsetCommits
 from logstream.runtime.pending import PendingBatch
+from logstream.runtime.watchdog import Watch, Watchdog, exit_process
 from logstream.settings import Settings
 from logstream.stores.base import Counter, Position, ViewStore
 from logstream.topics import resolve_topics
@@ -46,6 +56,14 @@ log = logging.getLogger("logstream.runtime")
 
 TP = tuple[str, int]
 CATCH_UP_FLUSH_FACTOR = 5
+SETTLE_SLICE_S = 0.2
+"""Waits for the commit thread are cut into slices so a stop or a stall is noticed."""
+STOP_FLUSH_GRACE_S = 4.0
+"""After a stop, how long a healthy in-flight or final flush may still take to land."""
+CLOSE_BOUND_S = 2.5
+"""How long `Consumer.close()` may take (it waits for the coordinator, which may be gone)."""
+SHUTDOWN_LIMIT_S = 9.5
+"""The watchdog's backstop: a stop request must have ended `run()` within this."""
 
 
 @dataclass
@@ -75,7 +93,10 @@ class ViewRunner:
         on_progress: Callable[[int], None] | None = None,
         consumer_overrides: dict[str, object] | None = None,
         topics: tuple[str, ...] | None = None,
+        on_stall: Callable[[str], None] = exit_process,
     ) -> None:
+        """`on_stall(reason)` is what the watchdog does when no progress is possible for
+        `settings.consumer_stall_timeout_s` (default: log and exit the process non-zero)."""
         self.settings = settings
         self.view = view
         self.store = store
@@ -86,6 +107,11 @@ class ViewRunner:
         self.on_progress = on_progress
         self._overrides = consumer_overrides or {}
         self._stopping = False
+        self._stop_requested: float | None = None
+        self._last_round = time.monotonic()
+        self._on_stall = on_stall
+        self._held: list[TopicPartition] | None = None  # paused while the store is down
+        self._kafka_commits = KafkaOffsetCommits(self.group_id)
         self._pending = PendingBatch()
         self._guards: dict[TP, Position] = {}
         self._assigned: set[TP] = set()
@@ -101,12 +127,19 @@ class ViewRunner:
         self._committer: Committer | None = None
 
     def stop(self) -> None:
-        """Ask the loop to finish its batch, flush and close (safe from a signal handler)."""
+        """Ask the loop to finish its batch, flush and close (safe from a signal handler).
+
+        `run()` returns within seconds whatever the broker or the store are doing: a flush
+        that cannot land within STOP_FLUSH_GRACE_S is given up (its events are read again
+        after a restart) and closing the Kafka consumer is bounded."""
+        if self._stop_requested is None:
+            self._stop_requested = time.monotonic()
         self._stopping = True
 
     # ----- rebalance callbacks -------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._settle(consumer)
+        self._settle(consumer, in_rebalance=True)
+        self._held = None
         stored = self.store.positions()
         self._guards.clear()
         tracked: dict[TP, Position | None] = {}
@@ -142,14 +175,16 @@ class ViewRunner:
             self._event_ids.forget(tps)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._flush(consumer)
+        self._flush(consumer, in_rebalance=True)
+        self._held = None
         self._forget([(tp.topic, tp.partition) for tp in partitions])
         self._assigned.clear()
         self._assignment_seen = False  # caught up means nothing until the next assignment
         consumer.unassign()
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._settle(consumer)
+        self._settle(consumer, in_rebalance=True)
+        self._held = None
         log.warning("%s: partitions lost; dropping the unflushed batch", self.group_id)
         self._pending.clear()
         self._forget([(tp.topic, tp.partition) for tp in partitions])
@@ -160,14 +195,15 @@ class ViewRunner:
     # ----- the loop ------------------------------------------------------------------------
     def run(self) -> RunResult:
         conf = consumer_config(self.settings, self.group_id, **self._overrides)
+        conf.setdefault("on_commit", self._kafka_commits.on_commit)
         consumer = Consumer(conf)
         self._consumer = consumer
-        self._committer = Committer(
-            self.store,
-            self._dead_letters,
-            lambda offsets: _commit_sync(consumer, offsets),
-            self.group_id,
-        )
+        committer = Committer(self.store, self._dead_letters, self.group_id)
+        self._committer = committer
+        watchdog = self._watchdog(committer)
+        self._last_round = time.monotonic()
+        if watchdog is not None:
+            watchdog.start()
         try:
             if self.until_caught_up:
                 self.result.targets = self._end_offsets(consumer)
@@ -179,14 +215,35 @@ class ViewRunner:
             )
             self._loop(consumer)
             self._flush(consumer)
+            self._kafka_commits.commit(consumer, committer.take_offsets())
         finally:
-            try:
-                self._committer.close()
-            finally:
-                self._committer = None
-                consumer.close()
-                self._consumer = None
+            # Whatever happened above (even a store error), shut down without raising again
+            # and without unbounded waits; rebalance callbacks fired by close() see no
+            # committer and only unassign.
+            self._committer = None
+            committer.close()
+            call_bounded(consumer.close, CLOSE_BOUND_S, f"{self.group_id}: closing the consumer")
+            self._consumer = None
+            if watchdog is not None:
+                watchdog.stop()
         return self.result
+
+    def _watchdog(self, committer: Committer) -> Watchdog | None:
+        """Liveness, not broker health: see logstream/runtime/watchdog.py."""
+        limit = self.settings.consumer_stall_timeout_s
+        if limit <= 0:
+            return None
+        now = time.monotonic
+        watches = [
+            Watch("the consume loop made no round", lambda: now() - self._last_round, limit),
+            Watch("a store commit attempt has not returned", committer.attempt_age, limit),
+            Watch(
+                "the consumer did not finish stopping",
+                lambda: None if self._stop_requested is None else now() - self._stop_requested,
+                SHUTDOWN_LIMIT_S,
+            ),
+        ]
+        return Watchdog(self.group_id, watches, self._on_stall)
 
     def _end_offsets(self, consumer: Consumer) -> dict[TP, int]:
         """Each partition's end offset at start: `--until-caught-up` stops there."""
@@ -199,6 +256,10 @@ class ViewRunner:
         max_keys = self.settings.flush_max_keys
         interval = self.settings.flush_interval_s
         while not self._stopping:
+            self._last_round = time.monotonic()
+            if self._committer is not None:
+                self._kafka_commits.commit(consumer, self._committer.take_offsets())
+            self._hold_while_store_unavailable(consumer)
             messages = consumer.consume(num_messages=batch_size, timeout=0.5)
             if messages:
                 self._apply(messages)
@@ -304,39 +365,96 @@ class ViewRunner:
         if event_id is not None:
             window.repeat(tp, offset, event_id)
 
-    def _flush(self, consumer: Consumer, *, wait: bool = True) -> None:
-        """Hand the batch to the committer; with `wait`, return only once it is committed."""
+    def _flush(self, consumer: Consumer, *, wait: bool = True, in_rebalance: bool = False) -> None:
+        """Hand the batch to the committer; with `wait`, return only once it is committed
+        (or could not be: see `_settle`). A no-op once the runner is shutting down."""
         self._last_flush = time.monotonic()
-        if not self._settle(consumer):
+        committer = self._committer
+        if committer is None or not self._settle(consumer, in_rebalance=in_rebalance):
             return
         pending = self._pending
-        if self._committer is None:
-            return  # shut down after a failure: what was not committed is read again later
         if pending.dirty:
             flush = pending.to_flush()
             if self._event_ids is not None:
                 ranges, expire = self._event_ids.close_ranges(pending.next_offsets)
                 flush = dataclasses.replace(flush, event_ids=ranges, event_ids_expire=expire)
             pending.committed()  # the next batch is fenced on these offsets
-            self._committer.submit(flush)
+            committer.submit(flush)
             self.result.flushes += 1
         if wait:
-            self._settle(consumer)
+            self._settle(consumer, in_rebalance=in_rebalance)
 
-    def _settle(self, consumer: Consumer) -> bool:
-        """Wait for the in-flight flush; if it was fenced, drop what was read since and
-        rewind to the stored offsets. False when that happened."""
-        if self._committer is None:
+    def _settle(self, consumer: Consumer, *, in_rebalance: bool = False) -> bool:
+        """Wait for the in-flight flush; True once it landed and nothing is in flight.
+
+        False when the batch read since cannot be handed over now:
+        * the flush was fenced: what was read since is dropped, rewound to stored offsets;
+        * the store is unavailable (the commit thread is retrying) and this is the loop:
+          the batch is kept, the loop holds reading and tries again on a later round;
+        * the store is unavailable during a rebalance, or a stop did not see the flush land
+          within its grace: the flush and the batch are given up; the stored offsets did not
+          move, so whoever owns the partitions next reads those events again.
+        """
+        committer = self._committer
+        if committer is None:
             return True
+        while True:
+            try:
+                if committer.wait(SETTLE_SLICE_S):
+                    return True
+            except StaleOffsetError as exc:
+                self.result.fenced += 1
+                log.warning(
+                    "%s: flush fenced (%s); rewinding to stored offsets", self.group_id, exc
+                )
+                self._pending.clear()
+                self._rewind(consumer)
+                return False
+            # Waiting on a live commit thread is progress; its attempt is watched on its own.
+            self._last_round = time.monotonic()
+            if self._stopping:
+                if committer.retrying or self._stop_grace_over():
+                    self._give_up(committer, "stopping")
+                    return False
+            elif committer.retrying:
+                if in_rebalance:
+                    self._give_up(committer, "rebalancing")
+                return False
+
+    def _stop_grace_over(self) -> bool:
+        started = self._stop_requested
+        return started is not None and time.monotonic() - started > STOP_FLUSH_GRACE_S
+
+    def _give_up(self, committer: Committer, why: str) -> None:
+        """Abandon the in-flight flush and drop the batch read since (both unstored)."""
+        committer.abandon()
+        dropped = self._pending.events
+        self._pending.clear()
+        log.warning(
+            "%s: %s before the in-flight flush could land; gave it up with %d unflushed "
+            "event(s): the store's offsets did not move, so they are read again",
+            self.group_id,
+            why,
+            dropped,
+        )
+
+    def _hold_while_store_unavailable(self, consumer: Consumer) -> None:
+        """While the commit thread waits for the store, pause fetching (memory stays at one
+        batch plus one flush) but keep polling: the group keeps this member, rebalances
+        are served and a stop is noticed. Resume once the flush has landed."""
+        committer = self._committer
+        retrying = committer is not None and committer.retrying
         try:
-            self._committer.wait()
-        except StaleOffsetError as exc:
-            self.result.fenced += 1
-            log.warning("%s: flush fenced (%s); rewinding to stored offsets", self.group_id, exc)
-            self._pending.clear()
-            self._rewind(consumer)
-            return False
-        return True
+            if retrying and self._held is None:
+                self._held = consumer.assignment()
+                consumer.pause(self._held)
+                log.info("%s: reading paused until the store accepts the flush", self.group_id)
+            elif self._held is not None and not retrying:
+                held, self._held = self._held, None
+                consumer.resume(held)
+                log.info("%s: reading resumed", self.group_id)
+        except KafkaException as exc:  # e.g. a partition revoked meanwhile
+            log.warning("%s: pause/resume failed: %s", self.group_id, exc)
 
     def _rewind(self, consumer: Consumer) -> None:
         """After a fenced flush, seek every assigned partition back to its stored position."""
@@ -391,11 +509,3 @@ class ViewRunner:
             self._reached(tp, position.next_offset if (position := stored.get(tp)) else None)
             for tp in others
         )
-
-
-def _commit_sync(consumer: Consumer, offsets: list[TopicPartition]) -> None:
-    """Commit offsets to Kafka and check every partition's error (lag tools read them)."""
-    committed = consumer.commit(offsets=offsets, asynchronous=False) or []
-    failed = [tp for tp in committed if tp.error is not None]
-    if failed:
-        raise KafkaException(failed[0].error)

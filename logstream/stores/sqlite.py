@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Literal, cast
 
@@ -263,15 +263,27 @@ class SQLiteViewStore(BaseViewStore):
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: BEGIN IMMEDIATE takes the file's write lock up front."""
+        """One write transaction: BEGIN IMMEDIATE takes the file's write lock up front.
+
+        On any failure, the COMMIT included, the transaction is rolled back if it is still
+        open, so the connection is clean for the next attempt: the runtime retries the same
+        flush after a full disk or a busy file, and a transaction left open would turn that
+        retry into "cannot start a transaction within a transaction"."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
-            self._db.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        """Roll back whatever is open; SQLite may have done it already (SQLITE_FULL and I/O
+        errors end the transaction), in which case there is nothing to do."""
+        if self._db.in_transaction:
+            with suppress(sqlite3.Error):  # the original error is the one worth reporting
+                self._db.execute("ROLLBACK")
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
