@@ -154,7 +154,12 @@ class Supervisor:
             if now >= child.due_at:
                 child.restarts += 1
                 log.warning("restarting %s (restart %d)", child.spec.name, child.restarts)
-                self._launch(child)
+                try:
+                    self._launch(child)
+                except OSError as exc:  # e.g. the interpreter vanished: try again later
+                    child.last_exit, child.last_exit_at = f"not started: {exc}", _now_rfc3339()
+                    child.due_at = now + child.backoff.next_delay(0.0)
+                    self._write(child)
             return
         exited, code = child.exit_code()
         if not exited:
