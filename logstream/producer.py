@@ -44,6 +44,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from logstream.errors import LogstreamError
 from logstream.kafka.config import producer_config
+from logstream.kafka.timestamps import record_timestamp
 from logstream.settings import Settings
 
 __all__ = [
@@ -307,7 +308,11 @@ class EventProducer:
         """One produce() call; False when the local queue is full (try again later)."""
         try:
             self._client().produce(
-                topic, value=value, key=key, timestamp=timestamp_ms, on_delivery=callback
+                topic,
+                value=value,
+                key=key,
+                timestamp=record_timestamp(timestamp_ms),  # event time 0: see kafka.timestamps
+                on_delivery=callback,
             )
         except BufferError:
             return False

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     broker_port: int = 9092
     controller_port: int = 9093
     broker_heap: str = "512m"
+    broker_nodes: int = Field(
+        default=1,
+        ge=1,
+        description="Nodes of a new local cluster (`make up`, `broker start`); a folder that "
+        "already holds a cluster keeps its own node count.",
+    )
 
     # Topics
     topic_prefix: str = Field(
@@ -51,7 +57,11 @@ class Settings(BaseSettings):
         "or test runs can share one cluster.",
     )
     topic_partitions: int = Field(default=6, ge=1)
-    topic_replication_factor: int = Field(default=1, ge=1)
+    topic_replication_factor: int | None = Field(
+        default=None,
+        ge=1,
+        description="Replicas of each event topic; unset: min(3, LOGSTREAM_BROKER_NODES).",
+    )
     schema_dir: Path | None = None
 
     # View stores: None means one SQLite file per view under data_dir/views.
@@ -94,6 +104,12 @@ class Settings(BaseSettings):
         "preceding offsets of the same partition is a retry and is not applied by any view. "
         "Part of every view's definition (rebuild after changing it); 0 turns it off.",
     )
+
+    def replication_for(self, nodes: int | None = None) -> int:
+        """Replicas for new topics: the setting, else min(3, nodes of the cluster)."""
+        if self.topic_replication_factor is not None:
+            return self.topic_replication_factor
+        return min(3, nodes or self.broker_nodes)
 
     @property
     def resolved_schema_dir(self) -> Path:

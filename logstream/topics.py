@@ -32,9 +32,10 @@ def event_topic_specs(
     partitions: int | None = None,
     replication_factor: int | None = None,
 ) -> list[TopicSpec]:
-    """Specs for each event topic and its DLQ (the DLQ keeps one partition per event partition)."""
+    """Specs for each event topic and its DLQ (one DLQ partition). With 3 or more replicas,
+    `min.insync.replicas=2`: an acknowledged write survives the loss of any one broker."""
     parts = partitions or settings.topic_partitions
-    replicas = replication_factor or settings.topic_replication_factor
+    replicas = replication_factor or settings.replication_for()
     config = dict(EVENT_TOPIC_CONFIG)
     if replicas >= 3:
         config["min.insync.replicas"] = "2"

@@ -36,6 +36,9 @@ class View(ABC):
     # The record field that identifies an event: a later copy with the same value within
     # the deduplication horizon is not applied (see logstream.runtime.dedupe). None: off.
     event_id_field: ClassVar[str | None] = "event_id"
+    # The record field holding the event time, read only for a record written without a
+    # timestamp (an event at time 0: librdkafka cannot write 0, see kafka.timestamps).
+    event_time_field: ClassVar[str | None] = "occurred_at"
 
     @abstractmethod
     def keys(self, event: Mapping[str, Any], event_ms: int) -> Iterable[tuple[str, str, int]]:

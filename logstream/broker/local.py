@@ -1,9 +1,11 @@
 """Run Apache Kafka (KRaft, combined broker+controller) as local Java processes.
 
 One node by default; `nodes=3` gives a loopback cluster with replication factor 3 and
-`min.insync.replicas=2` for fault tests. State lives under `<data_dir>/broker/`:
-`cluster.json` (layout), and per node `node-<id>/` with its properties, data, log and pid.
-Start and stop are idempotent; readiness is polled, never slept for.
+`min.insync.replicas=2`. State lives under `<data_dir>/broker/`: `cluster.json` (layout),
+and per node `node-<id>/` with its properties, data, log and pid. The folder's layout is
+the truth once it exists: start brings up exactly the nodes of that layout that are down
+(a no-op when all run), and never asks anyone to delete a log to change the node count.
+Readiness is polled, never slept for. Server properties: `logstream.broker.properties`.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from logstream.broker.assemble import KafkaRuntime
+from logstream.broker.properties import server_properties
 from logstream.errors import BrokerError
 from logstream.processes import pid_alive, terminate
 
-__all__ = ["LocalCluster", "NodeLayout", "NodeStatus"]
+__all__ = ["LocalCluster", "NodeLayout", "NodeStatus", "StartOutcome"]
 
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
@@ -37,6 +40,18 @@ class NodeLayout:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    """What `start` did: node ids it started and node ids that already ran."""
+
+    started: list[int]
+    running: list[int]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.started)
 
 
 @dataclass(frozen=True)
@@ -70,19 +85,24 @@ class LocalCluster:
         runtime: KafkaRuntime,
         data_dir: Path,
         *,
-        nodes: int = 1,
+        nodes: int | None = None,
+        nodes_source: str = "--nodes",
         host: str = "127.0.0.1",
         port: int = 9092,
         controller_port: int = 9093,
         heap: str = "512m",
     ) -> None:
-        if nodes < 1:
-            raise BrokerError("--nodes must be at least 1")
+        if nodes is not None and nodes < 1:
+            raise BrokerError(f"{nodes_source} must be at least 1")
         self.runtime = runtime
         self.root = data_dir.resolve() / "broker"
         self.heap = heap
+        # None: whatever the folder holds (one node for a new folder).
+        self._requested_nodes = nodes
+        self._nodes_source = nodes_source
         self._requested = [
-            NodeLayout(i + 1, host, port + 2 * i, controller_port + 2 * i) for i in range(nodes)
+            NodeLayout(i + 1, host, port + 2 * i, controller_port + 2 * i)
+            for i in range(nodes or 1)
         ]
 
     # ----- layout --------------------------------------------------------------------------
@@ -138,18 +158,31 @@ class LocalCluster:
         return bool(statuses) and all(s.running for s in statuses)
 
     # ----- start ---------------------------------------------------------------------------
-    def start(self, *, timeout_s: float = READY_TIMEOUT_S) -> bool:
-        """Start every node that is not running; False if all already ran (a no-op)."""
-        layout = self.layout()
-        if self._layout_file.exists() and len(layout) != len(self._requested):
+    def check_node_count(self) -> None:
+        """Refuse an explicit node count that differs from the cluster in the folder.
+
+        The folder's data is a log kept forever: the answer is never to delete it, but to
+        start it as it is (no node count) or to use another folder.
+        """
+        if not self._layout_file.exists() or self._requested_nodes is None:
+            return
+        held = len(self.layout())
+        if held != self._requested_nodes:
             raise BrokerError(
-                f"{self.root} holds a {len(layout)}-node cluster; stop it and remove the "
-                f"folder to start a {len(self._requested)}-node one"
+                f"{self.root} holds a {held}-node cluster but {self._nodes_source} asks for "
+                f"{self._requested_nodes}: leave the node count out to start the {held}-node "
+                "cluster, or use another data folder for a new one"
             )
+
+    def start(self, *, timeout_s: float = READY_TIMEOUT_S) -> StartOutcome:
+        """Start every node of the layout that is not running (all already running: a no-op)."""
+        self.check_node_count()
+        layout = self.layout()
         statuses = {s.node_id: s for s in self.status()}
         to_start = [node for node in layout if not statuses[node.node_id].running]
+        running = [node.node_id for node in layout if statuses[node.node_id].running]
         if not to_start:
-            return False
+            return StartOutcome([], running)
         self._check_ports_free(to_start)
         self._write_layout(layout)
         for node in to_start:
@@ -157,7 +190,7 @@ class LocalCluster:
         for node in to_start:
             self._launch(node)
         self.wait_ready(to_start, timeout_s=timeout_s)
-        return True
+        return StartOutcome([node.node_id for node in to_start], running)
 
     def _check_ports_free(self, nodes: list[NodeLayout]) -> None:
         for node in nodes:
@@ -178,46 +211,20 @@ class LocalCluster:
     def _cluster_id(self) -> str:
         return str(json.loads(self._layout_file.read_text())["cluster_id"])
 
-    def _properties(self, node: NodeLayout, layout: list[NodeLayout]) -> str:
-        voters = ",".join(f"{n.node_id}@{n.host}:{n.controller_port}" for n in layout)
-        replication = min(3, len(layout))
-        min_isr = 2 if len(layout) >= 3 else 1
-        lines = {
-            "process.roles": "broker,controller",
-            "node.id": node.node_id,
-            "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://{node.host}:{node.port},CONTROLLER://{node.host}:{node.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{node.host}:{node.port}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "log.dirs": self._node_dir(node) / "data",
-            "num.partitions": 6,
-            "default.replication.factor": replication,
-            "min.insync.replicas": min_isr,
-            "offsets.topic.replication.factor": replication,
-            "offsets.topic.num.partitions": 12,
-            "transaction.state.log.replication.factor": replication,
-            "transaction.state.log.min.isr": min_isr,
-            "share.coordinator.state.topic.replication.factor": replication,
-            "share.coordinator.state.topic.min.isr": min_isr,
-            "group.initial.rebalance.delay.ms": 0,
-            "auto.create.topics.enable": "false",
-            "log.retention.hours": -1,
-            "log.message.timestamp.type": "CreateTime",
-            # Event time may lie far in the past (backfills, re-imported history).
-            "log.message.timestamp.before.max.ms": 9223372036854775807,
-            "log.message.timestamp.after.max.ms": 3600000,
-            "num.network.threads": 2,
-            "num.io.threads": 4,
-        }
-        return "".join(f"{key}={value}\n" for key, value in lines.items())
-
     def _prepare(self, node: NodeLayout, layout: list[NodeLayout]) -> None:
         node_dir = self._node_dir(node)
         (node_dir / "data").mkdir(parents=True, exist_ok=True)
         props = node_dir / "server.properties"
-        props.write_text(self._properties(node, layout))
+        props.write_text(
+            server_properties(
+                node_id=node.node_id,
+                host=node.host,
+                port=node.port,
+                controller_port=node.controller_port,
+                voters=[(n.node_id, n.host, n.controller_port) for n in layout],
+                data_dir=node_dir / "data",
+            )
+        )
         if (node_dir / "data" / "meta.properties").exists():
             return
         command = self.runtime.java_command(

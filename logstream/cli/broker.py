@@ -8,15 +8,22 @@ from typing import Annotated
 import typer
 
 from logstream.broker.assemble import ensure_kafka_runtime
-from logstream.broker.local import LocalCluster
+from logstream.broker.local import LocalCluster, StartOutcome
 from logstream.cli.output import say
 from logstream.settings import load_settings
 
-__all__ = ["app", "cluster_from_options"]
+__all__ = ["app", "cluster_from_options", "describe_start"]
 
 app = typer.Typer(help="Run a local Apache Kafka (KRaft) assembled from Maven Central.")
 
-NodesOpt = Annotated[int, typer.Option("--nodes", help="1, or 3 for a replicated cluster")]
+NodesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--nodes",
+        help="nodes of a new cluster, e.g. 3 for a replicated one [the folder's, else "
+        "LOGSTREAM_BROKER_NODES, else 1]",
+    ),
+]
 PortOpt = Annotated[int | None, typer.Option("--port", help="first broker port [9092]")]
 CtlPortOpt = Annotated[
     int | None, typer.Option("--controller-port", help="first controller port [9093]")
@@ -25,36 +32,55 @@ DataOpt = Annotated[Path | None, typer.Option("--data-dir", help="state folder [
 
 
 def cluster_from_options(
-    nodes: int = 1,
+    nodes: int | None = None,
     port: int | None = None,
     controller_port: int | None = None,
     data_dir: Path | None = None,
 ) -> LocalCluster:
+    """The local cluster in the data folder. Node count: `nodes` if given, else
+    LOGSTREAM_BROKER_NODES if set (both must match a cluster already in the folder), else
+    the folder's, else the setting's default."""
     settings = load_settings()
     runtime = ensure_kafka_runtime(settings.kafka_version, settings.kafka_cache_dir)
+    source = "--nodes"
+    if nodes is None and "broker_nodes" in settings.model_fields_set:
+        nodes, source = settings.broker_nodes, "LOGSTREAM_BROKER_NODES"
     return LocalCluster(
         runtime,
         data_dir or settings.data_dir,
         nodes=nodes,
+        nodes_source=source,
         port=port or settings.broker_port,
         controller_port=controller_port or settings.controller_port,
         heap=settings.broker_heap,
     )
 
 
+def describe_start(cluster: LocalCluster, outcome: StartOutcome) -> str:
+    """One line saying what `start` did, with the bootstrap servers to use."""
+    where = f"bootstrap servers {cluster.bootstrap_servers}"
+    if not outcome.started:
+        return f"broker already running: {where}"
+    if not outcome.running:
+        return f"broker started: {where} (data {cluster.root})"
+    restarted = ", ".join(str(i) for i in outcome.started)
+    kept = ", ".join(str(i) for i in outcome.running)
+    return (
+        f"broker node(s) {restarted} restarted (node(s) {kept} kept running): {where} "
+        f"(data {cluster.root})"
+    )
+
+
 @app.command()
 def start(
-    nodes: NodesOpt = 1,
+    nodes: NodesOpt = None,
     port: PortOpt = None,
     controller_port: CtlPortOpt = None,
     data_dir: DataOpt = None,
 ) -> None:
-    """Start the broker (a no-op when it already runs) and wait until it is ready."""
+    """Start the nodes that are down (a no-op when all run) and wait until they are ready."""
     cluster = cluster_from_options(nodes, port, controller_port, data_dir)
-    if cluster.start():
-        say(f"broker started: bootstrap servers {cluster.bootstrap_servers} (data {cluster.root})")
-    else:
-        say(f"broker already running: bootstrap servers {cluster.bootstrap_servers}")
+    say(describe_start(cluster, cluster.start()))
 
 
 @app.command()

@@ -1,38 +1,30 @@
 """`logstream stack up|down|status`: the whole local stack behind `make up` / `make down`.
 
-Up: broker (local KRaft), event topics, the ingest API, and one `logstream consume VIEW`
-process per view, each in the background with its log under `<data>/logs/`.
+Up: broker (local KRaft, LOGSTREAM_BROKER_NODES nodes for a new folder), event topics, then
+one detached supervisor (`logstream stack supervise`) that runs the ingest API and one
+`logstream consume VIEW` process per view and restarts any that crashes; logs under
+`<data>/logs/`. Down stops the supervisor first, then the services, then the broker.
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from typing import Annotated
 
 import typer
 
-from logstream.broker.assemble import ensure_kafka_runtime
-from logstream.broker.local import LocalCluster
+from logstream.cli.broker import cluster_from_options, describe_start
 from logstream.cli.output import say
 from logstream.errors import LogstreamError
 from logstream.settings import Settings, load_settings
-from logstream.stack import ServiceSpec, service_states, start_services, stop_services
+from logstream.stack import ServiceSpec, ServiceState, service_states, stop_services
+from logstream.supervisor import Supervisor, stop_supervisor, supervisor_pid
 
 __all__ = ["app"]
 
 app = typer.Typer(help="Bring the whole local stack up or down.")
-
-
-def _cluster(settings: Settings) -> LocalCluster:
-    runtime = ensure_kafka_runtime(settings.kafka_version, settings.kafka_cache_dir)
-    return LocalCluster(
-        runtime,
-        settings.data_dir,
-        port=settings.broker_port,
-        controller_port=settings.controller_port,
-        heap=settings.broker_heap,
-    )
 
 
 def _services(settings: Settings) -> list[ServiceSpec]:
@@ -60,54 +52,108 @@ def _wait_http(host: str, port: int, timeout_s: float = 30.0) -> bool:
     return False
 
 
+def _start_supervisor(settings: Settings, names: list[str], timeout_s: float = 30.0) -> int:
+    """Start the detached supervisor unless one runs; wait until every service has a pid."""
+    pid = supervisor_pid(settings.data_dir)
+    if pid is None:
+        log_dir = settings.data_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with (log_dir / "supervisor.log").open("ab") as log:
+            pid = subprocess.Popen(
+                [sys.executable, "-m", "logstream", "stack", "supervise"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            ).pid
+    deadline = time.monotonic() + timeout_s
+    while True:
+        have = {s.name for s in service_states(settings.data_dir) if s.pid is not None}
+        if set(names) <= have:
+            return pid
+        if time.monotonic() > deadline:
+            raise LogstreamError(
+                f"the supervisor did not start {sorted(set(names) - have)} within "
+                f"{timeout_s:.0f}s; see {settings.data_dir / 'logs' / 'supervisor.log'}"
+            )
+        time.sleep(0.1)
+
+
 @app.command()
 def up(
     broker: Annotated[
         bool, typer.Option(help="start the local broker (off: use LOGSTREAM_BOOTSTRAP_SERVERS)")
     ] = True,
 ) -> None:
-    """Start broker, topics, ingest API and view consumers; prints what runs where."""
+    """Start broker, topics, ingest API and view consumers (supervised); prints what runs where."""
     from logstream.cli.topics import create as create_topics
 
     settings = load_settings()
+    replicas = None
     if broker:
-        cluster = _cluster(settings)
-        started = cluster.start()
-        say(f"broker {'started' if started else 'already running'}: {cluster.bootstrap_servers}")
-    create_topics(partitions=None, replication_factor=None)
-    states = start_services(_services(settings), settings.data_dir)
+        cluster = cluster_from_options()
+        say(describe_start(cluster, cluster.start()))
+        replicas = settings.replication_for(len(cluster.layout()))
+    create_topics(partitions=None, replication_factor=replicas)
+    specs = _services(settings)
+    supervisor = _start_supervisor(settings, [s.name for s in specs])
     if not _wait_http(settings.ingest_host, settings.ingest_port):
         raise LogstreamError(
             f"ingest API did not answer on {settings.ingest_host}:{settings.ingest_port}; "
             f"see {settings.data_dir / 'logs' / 'ingest.log'}"
         )
-    for state in states:
-        say(f"{state.name}: pid {state.pid}, log {state.log}")
+    say(f"supervisor: pid {supervisor} (restarts crashed services)")
+    wanted = {s.name for s in specs}
+    for state in service_states(settings.data_dir):
+        if state.name in wanted:
+            say(f"{state.name}: pid {state.pid}, log {state.log}")
     base = f"http://{settings.ingest_host}:{settings.ingest_port}"
     say(f"ingest and query API: {base} (docs: {base}/docs)")
     say("stop everything with: make down")
+
+
+@app.command(hidden=True)
+def supervise() -> None:
+    """Run the services and restart any that crashes (started by `stack up`, detached)."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    settings = load_settings()
+    Supervisor(_services(settings), settings.data_dir).run()
 
 
 @app.command()
 def down(
     broker: Annotated[bool, typer.Option(help="also stop the local broker")] = True,
 ) -> None:
-    """Stop the consumers and the ingest API, then the broker; leaves no process behind."""
+    """Stop the supervisor, the consumers and the ingest API, then the broker; leaves no
+    process behind."""
     settings = load_settings()
+    if stop_supervisor(settings.data_dir):
+        say("stopped supervisor")
     for name in stop_services(settings.data_dir):
         say(f"stopped {name}")
     if broker:
-        stopped = _cluster(settings).stop()
+        stopped = cluster_from_options().stop()
         say(f"stopped {stopped} broker process(es)" if stopped else "broker not running")
+
+
+def _describe(state: ServiceState) -> str:
+    parts = [f"pid {state.pid}", f"restarts {state.restarts}"]
+    if state.last_exit:
+        parts.append(f"last exit {state.last_exit} at {state.last_exit_at}")
+    if not state.running and state.restart_at:
+        parts.append(f"restart due {state.restart_at}")
+    parts.append(f"log {state.log}")
+    return f"{state.name}: {'running' if state.running else 'stopped'} ({', '.join(parts)})"
 
 
 @app.command()
 def status() -> None:
-    """What runs where; exit 3 if anything is down."""
+    """What runs where, with restarts and last exits; exit 3 if anything is down."""
     settings = load_settings()
-    cluster = _cluster(settings)
     healthy = True
-    for node in cluster.status():
+    for node in cluster_from_options().status():
         healthy &= node.running
         say(
             f"broker node {node.node_id}: {'running' if node.running else 'stopped'} "
@@ -116,12 +162,12 @@ def status() -> None:
     states = service_states(settings.data_dir)
     if not states:
         say("no services started (make up)")
-        healthy = False
+        raise typer.Exit(3)
+    pid = supervisor_pid(settings.data_dir)
+    healthy &= pid is not None
+    say(f"supervisor: running (pid {pid})" if pid else "supervisor: stopped (nothing restarts)")
     for state in states:
         healthy &= state.running
-        say(
-            f"{state.name}: {'running' if state.running else 'stopped'} (pid {state.pid}, "
-            f"log {state.log})"
-        )
+        say(_describe(state))
     if not healthy:
         raise typer.Exit(3)

@@ -19,7 +19,9 @@ app = typer.Typer(help="Manage the event topics.")
 @app.command()
 def create(
     partitions: Annotated[int | None, typer.Option(help="partitions per topic [6]")] = None,
-    replication_factor: Annotated[int | None, typer.Option(help="replicas [1]")] = None,
+    replication_factor: Annotated[
+        int | None, typer.Option(help="replicas [min(3, LOGSTREAM_BROKER_NODES)]")
+    ] = None,
 ) -> None:
     """Create every event topic (retention forever, CreateTime) and its `.dlq` twin."""
     from logstream.schemas import SchemaCatalogue

@@ -10,6 +10,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from logstream.errors import LogstreamError
 from logstream.kafka.config import admin_config
+from logstream.kafka.topic_ready import wait_for_leaders
 from logstream.settings import Settings
 
 __all__ = ["TopicSpec", "create_topics", "make_admin", "topic_watermarks"]
@@ -30,7 +31,11 @@ def make_admin(settings: Settings) -> AdminClient:
 def create_topics(
     admin: AdminClient, specs: Iterable[TopicSpec], timeout_s: float = 30.0
 ) -> dict[str, str]:
-    """Create missing topics; returns name -> "created" | "exists". Idempotent."""
+    """Create missing topics; returns name -> "created" | "exists". Idempotent.
+
+    Returns only once every partition of every topic has a leader that answers for it
+    (bounded by `timeout_s`), so callers may produce or read watermarks right away.
+    """
     specs = list(specs)
     if not specs:
         return {}
@@ -58,6 +63,7 @@ def create_topics(
                 outcome[name] = "exists"
             else:
                 raise LogstreamError(f"could not create topic {name!r}: {error}") from exc
+    wait_for_leaders(admin, {s.name: s.partitions for s in specs}, timeout_s)
     return outcome
 
 

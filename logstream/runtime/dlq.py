@@ -7,6 +7,7 @@ from confluent_kafka import Message, Producer
 
 from logstream.errors import LogstreamError
 from logstream.kafka.config import dead_letter_producer_config
+from logstream.kafka.timestamps import NO_TIMESTAMP, record_timestamp
 from logstream.settings import Settings
 from logstream.topics import dlq_topic
 
@@ -47,7 +48,8 @@ class DeadLetters:
             value=msg.value(),
             key=msg.key(),
             headers=headers,
-            timestamp=msg.timestamp()[1] or 0,
+            # The origin's timestamp, exactly: 0 or none stays "no timestamp", never "now".
+            timestamp=record_timestamp(max(msg.timestamp()[1], NO_TIMESTAMP)),
             on_delivery=self._on_delivery,
         )
         self._producer.poll(0)

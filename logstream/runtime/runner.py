@@ -38,6 +38,7 @@ from logstream.codec import Codec
 from logstream.errors import LogstreamError, StaleOffsetError
 from logstream.kafka.admin import topic_watermarks
 from logstream.kafka.config import consumer_config
+from logstream.kafka.timestamps import event_time
 from logstream.runtime.bounded import call_bounded
 from logstream.runtime.committer import Committer
 from logstream.runtime.dedupe import EventIdWindow
@@ -305,6 +306,8 @@ class ViewRunner:
             tp: TP = (msg.topic(), msg.partition())  # type: ignore[assignment]
             offset: int = msg.offset()  # type: ignore[assignment]
             ts = msg.timestamp()[1]
+            if ts < 0:  # "no timestamp": an event at time 0 (see kafka.timestamps)
+                ts = self._event_time_from_value(msg, ts)
             if warming and window is not None and window.warmed(tp, offset):
                 self._record_id(window, tp, offset, msg)  # below the start: ids only
                 continue
@@ -353,6 +356,15 @@ class ViewRunner:
         self.result.duplicates += duplicates
         if self.on_progress is not None:
             self.on_progress(len(messages))
+
+    def _event_time_from_value(self, msg: Message, record_ms: int) -> int:
+        """The event time of a record written without a timestamp, from its value."""
+        try:
+            _writer, record = self.codec.decode(msg.value())
+        except Exception:  # undecodable: it becomes a dead letter; any time will do
+            return 0
+        field_name = self.view.event_time_field
+        return event_time(record_ms, record.get(field_name) if field_name else None)
 
     def _record_id(self, window: EventIdWindow, tp: TP, offset: int, msg: Message) -> None:
         """Note the event id of a message that is not applied (already counted, or below

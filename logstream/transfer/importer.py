@@ -36,6 +36,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from logstream.codec import Codec
 from logstream.errors import CodecError, ConfigError, LogstreamError
 from logstream.kafka.config import producer_config
+from logstream.kafka.timestamps import NO_TIMESTAMP, record_timestamp
 from logstream.settings import Settings
 from logstream.transfer.export import META_FORMAT, RECORD_NAME
 
@@ -325,6 +326,8 @@ def _prepare(item: Incoming, rule: Rule, now: int, max_future_ms: int) -> _Outgo
     from_export = item.key is not _ORIGINAL_UNSET
     key = item.key if from_export else prepared.key
     ts = item.timestamp_ms if from_export else prepared.timestamp_ms
+    if from_export and ts == NO_TIMESTAMP:  # event time 0 as logged: see kafka.timestamps
+        ts = item.fields.get("occurred_at")
     if ts is None:
         raise RecordRejected("no event time (occurred_at is required)")
     return _Outgoing(
@@ -469,7 +472,7 @@ def _send(producer: Producer, topic: str, out: _Outgoing, reports: _Deliveries) 
                 topic,
                 value=out.value,
                 key=out.key,
-                timestamp=out.timestamp_ms,
+                timestamp=record_timestamp(out.timestamp_ms),
                 headers=out.headers or None,
                 on_delivery=reports,
             )

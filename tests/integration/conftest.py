@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
+from logstream.kafka.admin import TopicSpec, create_topics
 from logstream.settings import Settings
 from tests.conftest import free_port_pair, local_cluster
 
@@ -84,15 +85,13 @@ def admin(kafka_bootstrap: str) -> AdminClient:
 
 @pytest.fixture
 def make_topic(admin: AdminClient, unique_name):
-    """Factory: a fresh topic with a random name, deleted after the test."""
+    """Factory: a fresh topic with a random name, deleted after the test. It returns once
+    every partition's leader answers (so watermarks and produce work at once)."""
     created: list[str] = []
 
     def make(partitions: int = 6, prefix: str = "topic") -> str:
         name = unique_name(prefix)
-        futures = admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1)]
-        )
-        futures[name].result(timeout=30)
+        create_topics(admin, [TopicSpec(name, partitions, 1, {})], timeout_s=60)
         created.append(name)
         return name
 

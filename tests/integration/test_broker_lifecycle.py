@@ -147,6 +147,29 @@ def test_three_node_cluster_survives_one_node_down(tmp_path: Path, unique_name):
         assert producer.flush(90) == 0
         assert failed == []
         assert len(delivered) == 300
+
+        # No --nodes: the node count comes from the folder; only the dead node starts.
+        restarted = run_cli("broker", "start", *where)
+        assert restarted.returncode == 0, restarted.stderr
+        assert "node(s) 2 restarted (node(s) 1, 3 kept running)" in restarted.stdout
+        again = run_cli("broker", "start", *where)  # all running: a no-op
+        assert again.returncode == 0 and "already running" in again.stdout
+        assert run_cli("broker", "status", *where).stdout.count("running") == 3
+        # The node count through the setting, as `make up` passes it: the same answers.
+        same = run_cli("broker", "start", *where, env_extra={"LOGSTREAM_BROKER_NODES": "3"})
+        assert same.returncode == 0 and "already running" in same.stdout
+
+        # A conflicting explicit node count: one clear line, and never "delete your data".
+        for args, env in (
+            (["--nodes", "1"], None),
+            ([], {"LOGSTREAM_BROKER_NODES": "1"}),
+        ):
+            conflict = run_cli("broker", "start", *args, *where, env_extra=env)
+            assert conflict.returncode == 1
+            lines = conflict.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: "), conflict.stderr
+            assert "3-node cluster" in lines[0]
+            assert not any(w in lines[0].lower() for w in ("remove", "delete", "rm "))
     finally:
         run_cli("broker", "stop", *where)
     status = run_cli("broker", "status", *where)

@@ -35,11 +35,13 @@ def codec() -> Codec:
 @pytest.fixture(scope="module")
 def built(kafka_bootstrap, codec, tmp_path_factory):
     """5,000 generated likes on a private topic, every view built from them."""
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient
+
+    from logstream.kafka.admin import TopicSpec, create_topics
 
     topic = f"likes-q-{id(codec)}"
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})  # must outlive the future
-    admin.create_topics([NewTopic(topic, 4, 1)])[topic].result(timeout=30)
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    create_topics(admin, [TopicSpec(topic, 4, 1, {})], timeout_s=60)
     events = generate_likes(5_000, seed=21, urls=50, users=300)
     produce_likes(kafka_bootstrap, topic, events, codec)
     data_dir = tmp_path_factory.mktemp("views")

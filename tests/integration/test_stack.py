@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -83,6 +84,60 @@ def test_stack_up_then_down_leaves_no_process(tmp_path: Path):
     finally:
         down = subprocess.run([*cli, "down"], env=env, capture_output=True, text=True, timeout=120)
     assert down.returncode == 0, down.stderr
+    deadline = time.monotonic() + 10
+    while _pids_under(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _pids_under(tmp_path) == []
+
+
+def _status_line(status: str, name: str) -> str:
+    return next((ln for ln in status.splitlines() if ln.startswith(f"{name}:")), "")
+
+
+@pytest.mark.slow
+def test_supervisor_restarts_a_killed_consumer_and_down_leaves_nothing(
+    tmp_path: Path, kafka_bootstrap: str, unique_name
+):
+    env = {
+        **os.environ,
+        "LOGSTREAM_DATA_DIR": str(tmp_path),
+        "LOGSTREAM_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "LOGSTREAM_TOPIC_PREFIX": unique_name("sup") + ".",
+        "LOGSTREAM_INGEST_PORT": str(free_port_block(1)),
+    }
+    cli = [sys.executable, "-m", "logstream", "stack"]
+    victim = "consume-likes-by-user"
+    try:
+        up = subprocess.run(
+            [*cli, "up", "--no-broker"], env=env, capture_output=True, text=True, timeout=240
+        )
+        assert up.returncode == 0, up.stderr
+        assert "supervisor: pid" in up.stdout
+        old_pid = int((tmp_path / "run" / f"{victim}.pid").read_text())
+        os.kill(old_pid, signal.SIGKILL)
+
+        deadline = time.monotonic() + 30
+        while True:
+            status = subprocess.run(
+                [*cli, "status"], env=env, capture_output=True, text=True, timeout=60
+            ).stdout
+            line = _status_line(status, victim)
+            if line.startswith(f"{victim}: running") and "restarts 1" in line:
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.3)
+        new_pid = int(line.split("pid ")[1].split(",")[0])
+        assert new_pid != old_pid and _running(new_pid)
+        assert "last exit signal 9 (SIGKILL)" in line
+        assert "supervisor: running" in status
+        for other in ("ingest", "consume-likes-by-url", "consume-likes-by-window"):
+            assert "restarts 0" in _status_line(status, other), status
+    finally:
+        down = subprocess.run(
+            [*cli, "down", "--no-broker"], env=env, capture_output=True, text=True, timeout=120
+        )
+    assert down.returncode == 0, down.stderr
+    assert "stopped supervisor" in down.stdout
     deadline = time.monotonic() + 10
     while _pids_under(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -75,10 +75,10 @@ def test_generated_stream_gives_exact_views(
 def test_poison_messages_go_to_dlq_and_counts_stay_exact(
     kafka_bootstrap, make_topic, admin, codec, tmp_path, unique_name
 ):
-    from confluent_kafka.admin import NewTopic
+    from logstream.kafka.admin import TopicSpec, create_topics
 
     topic = make_topic(partitions=3, prefix="likes")
-    admin.create_topics([NewTopic(f"{topic}.dlq", 1, 1)])[f"{topic}.dlq"].result(timeout=30)
+    create_topics(admin, [TopicSpec(f"{topic}.dlq", 1, 1, {})], timeout_s=60)
     events = generate_likes(2_000, seed=5)
     produce_likes(kafka_bootstrap, topic, events[:1000], codec)
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
