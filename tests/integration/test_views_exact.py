@@ -135,7 +135,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
     """A consumer is SIGKILLed mid-stream again and again (each time after it has committed
     something new, at a random instant), restarted, and the view is still exact."""
     topic = make_topic(partitions=6, prefix="likes")
-    events = generate_likes(60_000, seed=3)
+    events = generate_likes(120_000, seed=3)
     produce_likes(kafka_bootstrap, topic, events, codec)
     env = {
         **os.environ,
@@ -170,7 +170,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
         while applied() == before and proc.poll() is None:
             assert time.monotonic() < deadline, "no progress after a restart"
             time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.4))
+        time.sleep(rng.uniform(0.0, 0.3))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills_mid_stream += 1
