@@ -1,0 +1,39 @@
+"""The test-side port of Java's murmur2 gives the values Kafka's own UtilsTest expects.
+
+`tests/java_partitioner.py` is the yardstick the partitioning tests measure librdkafka
+against, so it is checked first against the Java project's published vectors; the
+integration test `test_partitioning.py` also checks it against the real kafka-clients jar.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.java_partitioner import java_partition, murmur2, to_positive
+
+# org.apache.kafka.common.utils.UtilsTest#testMurmur2 (Apache Kafka).
+KAFKA_VECTORS = [
+    (b"21", -973932308),
+    (b"foobar", -790332482),
+    (b"a-little-bit-long-string", -985981536),
+    (b"a-little-bit-longer-string", -1486304829),
+    (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+    (b"abc", 479470107),
+]
+
+
+@pytest.mark.parametrize(("key", "expected"), KAFKA_VECTORS)
+def test_murmur2_matches_kafka_utils_test(key: bytes, expected: int) -> None:
+    assert murmur2(key) == expected
+
+
+def test_to_positive_clears_the_sign_bit_instead_of_negating() -> None:
+    assert to_positive(-1) == 0x7FFFFFFF
+    assert to_positive(-(2**31)) == 0
+    assert to_positive(42) == 42
+
+
+def test_partition_is_in_range_for_negative_hashes() -> None:
+    key = b"a-little-bit-longer-string"
+    assert murmur2(key) < 0
+    assert java_partition(key, 6) == (-1486304829 & 0x7FFFFFFF) % 6
