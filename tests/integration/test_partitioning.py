@@ -31,6 +31,7 @@ from logstream.kafka.admin import TopicSpec, create_topics
 from logstream.runtime.dlq import DeadLetters
 from logstream.settings import Settings
 from logstream.topics import dlq_topic
+from tests.integration.test_binary_ingest import framed, single_object
 from tests.java_partitioner import java_partition, murmur2
 
 PARTITIONS = 7  # prime: a partitioner that only agrees modulo 2 or 3 is caught
@@ -143,7 +144,7 @@ def test_port_agrees_with_the_kafka_clients_jar(tmp_path: Path) -> None:
 
 
 # ----- ingest -----------------------------------------------------------------------------------
-def test_ingest_single_and_batch_place_keys_as_java_does(client, topic, kafka_bootstrap):
+def test_ingest_json_and_binary_place_keys_as_java_does(client, topic, kafka_bootstrap):
     for i, url in enumerate(KEYS[:10]):
         response = client.post("/v1/events/likes", json=like(url, i))
         assert response.status_code == 202, response.text
@@ -153,8 +154,17 @@ def test_ingest_single_and_batch_place_keys_as_java_does(client, topic, kafka_bo
     assert response.status_code == 202, response.text
     for event, result in zip(batch, response.json()["events"], strict=True):
         assert result["partition"] == java_partition(event["url"].encode(), PARTITIONS)
+    binary = framed(*(single_object(2, like(url, i)) for i, url in enumerate(KEYS)))
+    response = client.post(
+        "/v1/events/likes/batch",
+        content=binary,
+        headers={"Content-Type": "application/vnd.logstream.avro-batch"},
+    )
+    assert response.status_code == 202, response.text
+    for url, result in zip(KEYS, response.json()["events"], strict=True):
+        assert result["partition"] == java_partition(url.encode(), PARTITIONS)
     # What the broker holds, not only what ingest reported.
-    assert_java_placement(read_all(kafka_bootstrap, topic, 10 + len(KEYS)), PARTITIONS)
+    assert_java_placement(read_all(kafka_bootstrap, topic, 10 + 2 * len(KEYS)), PARTITIONS)
 
 
 # ----- import -----------------------------------------------------------------------------------

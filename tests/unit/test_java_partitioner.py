@@ -8,7 +8,11 @@ integration test `test_partitioning.py` also checks it against the real kafka-cl
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from logstream.kafka.partitioning import murmur2 as murmur2_unsigned
+from logstream.kafka.partitioning import partition_for
 from tests.java_partitioner import java_partition, murmur2, to_positive
 
 # org.apache.kafka.common.utils.UtilsTest#testMurmur2 (Apache Kafka).
@@ -37,3 +41,11 @@ def test_partition_is_in_range_for_negative_hashes() -> None:
     key = b"a-little-bit-longer-string"
     assert murmur2(key) < 0
     assert java_partition(key, 6) == (-1486304829 & 0x7FFFFFFF) % 6
+
+
+@given(st.binary(max_size=64), st.integers(min_value=1, max_value=1000))
+def test_logstream_partition_for_agrees_with_the_port(key: bytes, partitions: int) -> None:
+    """logstream's own helper (used by tools that place keys themselves) agrees with the
+    independent port for every key length and partition count."""
+    assert partition_for(key, partitions) == java_partition(key, partitions)
+    assert murmur2_unsigned(key) == murmur2(key) & 0xFFFFFFFF
