@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import math
 import os
 import random
@@ -16,7 +17,6 @@ import resource
 import socket
 import sys
 import tempfile
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import accumulate
@@ -117,11 +117,15 @@ def delete_topics(bootstrap: str, prefix: str) -> list[str]:
     return names
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def partition_of(key: bytes, partitions: int) -> int:
-    """librdkafka's default (consistent_random) partitioner for a non-empty key: CRC-32 of
-    the key modulo the partition count. Computing it lets producer processes split a stream
-    by partition while every key lands where ingest would put it."""
-    return zlib.crc32(key) % partitions
+    """The partition every logstream producer picks for a key (Java's murmur2 rule,
+    `logstream.kafka.partitioning`). Computing it lets producer processes split a stream by
+    partition while every key lands where ingest would put it; cached, since a stream
+    repeats its URLs and the pure-Python hash costs microseconds."""
+    from logstream.kafka.partitioning import partition_for
+
+    return partition_for(key, partitions)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ingest_api.errors import install_error_handlers
-from ingest_api.routes import events, health
+from ingest_api.routes import contract, events, health
 from ingest_api.service import LIKE, IngestState
 from ingest_api.view_readers import ViewReaders
 from logstream.codec import Codec
@@ -77,6 +77,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(events.router)  # first: the most frequent requests match at once
     app.include_router(health.router)
+    app.include_router(contract.router)
     # --- read router (owned by the lead): /v1/views/... ------------------------------------
     # Included when `ingest_api/routes/views.py` exists; an error inside it still surfaces.
     if importlib.util.find_spec(VIEWS_ROUTER_MODULE) is not None:

@@ -1,9 +1,12 @@
 """The schema catalogue: every `.avsc` ever written to the log, by event type, version and
 fingerprint, so that any message in the log can be decoded, however old.
 
-Each `.avsc` is a record carrying two custom top-level attributes, `"logstream.topic"` and
-`"logstream.version"`; they map event type -> topic without code and do not change the
-parsing canonical form (hence not the fingerprint either).
+Each `.avsc` is a record carrying custom top-level attributes: `"logstream.topic"` and
+`"logstream.version"` (required) map event type -> topic without code; `"logstream.key"` and
+`"logstream.timestamp"` (optional) name the field that is the Kafka key and the one that is
+the record timestamp, so the machine-readable contract (`logstream.contract`) states them
+from the `.avsc` alone. None of them is part of the parsing canonical form, so they do not
+change the fingerprint.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from fastavro.schema import to_parsing_canonical_form
 from logstream.errors import ConfigError, UnknownSchemaError
 
 __all__ = [
+    "KEY_ATTRIBUTE",
+    "TIMESTAMP_ATTRIBUTE",
     "TOPIC_ATTRIBUTE",
     "VERSION_ATTRIBUTE",
     "CatalogueError",
@@ -39,6 +44,8 @@ __all__ = [
 
 TOPIC_ATTRIBUTE = "logstream.topic"
 VERSION_ATTRIBUTE = "logstream.version"
+KEY_ATTRIBUTE = "logstream.key"
+TIMESTAMP_ATTRIBUTE = "logstream.timestamp"
 _FILE_VERSION = re.compile(r"\.v(\d+)\.avsc$")
 
 
@@ -63,6 +70,8 @@ class SchemaVersion:
     path: Path
     schema: dict[str, Any] = field(compare=False, repr=False)  # fastavro.parse_schema output
     definition: Mapping[str, Any] = field(compare=False, repr=False)  # the JSON of the file
+    key_field: str | None = None  # "logstream.key": the field written as the Kafka key
+    timestamp_field: str | None = None  # "logstream.timestamp": the record timestamp's field
 
     @property
     def fingerprint_hex(self) -> str:
@@ -180,6 +189,9 @@ def _load_file(file: Path) -> SchemaVersion:
         raise ValueError(f"invalid Avro schema: {exc}") from exc
     canonical = to_parsing_canonical_form(parsed)
     full_name = str(parsed["name"])
+    field_types = {f["name"]: f["type"] for f in definition.get("fields", [])}
+    key_field = _field_attribute(definition, KEY_ATTRIBUTE, field_types, "string")
+    timestamp_field = _field_attribute(definition, TIMESTAMP_ATTRIBUTE, field_types, "long")
     return SchemaVersion(
         event_type=full_name.rsplit(".", 1)[-1].lower(),
         version=version,
@@ -190,7 +202,26 @@ def _load_file(file: Path) -> SchemaVersion:
         path=file,
         schema=parsed,
         definition=definition,
+        key_field=key_field,
+        timestamp_field=timestamp_field,
     )
+
+
+def _field_attribute(
+    definition: Mapping[str, Any], attribute: str, field_types: Mapping[str, Any], base: str
+) -> str | None:
+    """The field an optional attribute names; it must exist and be of Avro type `base`
+    (a key is a string, a timestamp a long), else a ValueError says which."""
+    name = definition.get(attribute)
+    if name is None:
+        return None
+    if not isinstance(name, str) or name not in field_types:
+        raise ValueError(f'"{attribute}": {name!r} is not a field of the record')
+    declared = field_types[name]
+    actual = declared.get("type") if isinstance(declared, dict) else declared
+    if actual != base:
+        raise ValueError(f'"{attribute}": field {name!r} must be a {base}, not {declared!r}')
+    return name
 
 
 def _structure_problems(versions: list[SchemaVersion]) -> list[str]:

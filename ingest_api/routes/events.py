@@ -7,11 +7,20 @@ If the broker then fails part of a batch, the 503 lists per event which ones are
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from ingest_api.binary import (
+    AVRO,
+    AVRO_BATCH,
+    decode_batch,
+    prepare_binary_like,
+    prepared_decoded,
+    split_batch,
+)
 from ingest_api.body import JSON, NDJSON, media_type, parse_json, parse_ndjson, read_body
 from ingest_api.deps import state_of
 from ingest_api.errors import ApiError
@@ -35,9 +44,26 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 KNOWN_EVENT_TYPES = ("likes",)
 MAX_REPORTED_PROBLEMS = 100
 
+# How a batch item becomes a message: prepare_like (JSON) or prepared_decoded (Avro).
+Prepare = Callable[..., tuple[OutgoingMessage, str]]
+
 _LIKE_SCHEMA = LikeCreate.model_json_schema()
+_SINGLE_TYPES = (JSON, AVRO)
+_BATCH_TYPES = (JSON, NDJSON, AVRO_BATCH)
+_AVRO_BODY = {
+    "type": "string",
+    "format": "binary",
+    "description": "one Like, Avro single-object encoded (C3 01, fingerprint, body), any "
+    "version listed by GET /v1/schemas",
+}
+_AVRO_BATCH_BODY = {
+    "type": "string",
+    "format": "binary",
+    "description": "Likes, each an Avro long (zig-zag varint) length then its single-object "
+    "encoded bytes",
+}
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "Malformed JSON"},
+    400: {"model": ErrorBody, "description": "Malformed JSON or Avro"},
     413: {"model": ErrorBody, "description": "Body (or batch) too large"},
     415: {"model": ErrorBody, "description": "Wrong Content-Type"},
     422: {"model": ErrorBody, "description": "Schema violation; `fields` names each problem"},
@@ -65,15 +91,19 @@ def _broker_error(exc: BrokerUnavailableError) -> ApiError:
         **_ERRORS,
         503: {"model": ErrorBody, "description": "Broker unavailable; see Retry-After"},
     },
-    openapi_extra=_body_spec({JSON: {"schema": _LIKE_SCHEMA}}),
+    openapi_extra=_body_spec({JSON: {"schema": _LIKE_SCHEMA}, AVRO: {"schema": _AVRO_BODY}}),
 )
 async def post_like(request: Request) -> JSONResponse:
-    """Append one Like; answers 202 once the broker has acknowledged it."""
+    """Append one Like (JSON, or Avro single-object encoded); answers 202 once the broker
+    has acknowledged it."""
     state = state_of(request)
-    media_type(request, (JSON,))
-    data = parse_json(await read_body(request, state.settings.ingest_max_body_bytes))
+    kind = media_type(request, _SINGLE_TYPES)
+    body = await read_body(request, state.settings.ingest_max_body_bytes)
     try:
-        message, event_id = prepare_like(state, data, now=now_ms())
+        if kind == JSON:
+            message, event_id = prepare_like(state, parse_json(body), now=now_ms())
+        else:
+            message, event_id = prepare_binary_like(state, body, now=now_ms())
     except EventRejected as exc:
         raise ApiError(422, "validation_failed", _summary(exc.fields), exc.fields) from None
     try:
@@ -108,6 +138,7 @@ async def post_like(request: Request) -> JSONResponse:
         {
             JSON: {"schema": {"type": "array", "items": _LIKE_SCHEMA, "minItems": 1}},
             NDJSON: {"schema": {"type": "string", "description": "one Like JSON object per line"}},
+            AVRO_BATCH: {"schema": _AVRO_BATCH_BODY},
         }
     ),
 )
@@ -115,10 +146,14 @@ async def post_like_batch(request: Request) -> JSONResponse:
     """Append many Likes, all or none validated; answers 202 once all are acknowledged."""
     state = state_of(request)
     settings = state.settings
-    kind = media_type(request, (JSON, NDJSON))
+    kind = media_type(request, _BATCH_TYPES)
     body = await read_body(request, settings.ingest_max_body_bytes)
+    prepare: Prepare = prepare_like
     if kind == NDJSON:
         items = parse_ndjson(body)
+    elif kind == AVRO_BATCH:
+        items = decode_batch(state.codec, split_batch(body, settings.ingest_max_batch_events))
+        prepare = prepared_decoded
     else:
         items = parse_json(body)
         if not isinstance(items, list):
@@ -132,7 +167,7 @@ async def post_like_batch(request: Request) -> JSONResponse:
         )
     if not items:
         raise ApiError(422, "validation_failed", "the batch holds no events")
-    messages, event_ids = _prepare_all(state, items)
+    messages, event_ids = _prepare_all(state, items, prepare)
     outcomes = await state.producer.send_many(messages)
     results: list[dict[str, Any]] = []
     for index, (message, event_id, outcome) in enumerate(
@@ -163,8 +198,11 @@ async def post_like_batch(request: Request) -> JSONResponse:
     return error.response()
 
 
-def _prepare_all(state: Any, items: list[Any]) -> tuple[list[OutgoingMessage], list[str]]:
-    """Validate and encode every event, or raise one 422 naming each bad index and field."""
+def _prepare_all(
+    state: Any, items: list[Any], prepare: Prepare
+) -> tuple[list[OutgoingMessage], list[str]]:
+    """Validate and encode every event with `prepare`, or raise one 422 naming each bad
+    index and field."""
     now = now_ms()
     messages: list[OutgoingMessage] = []
     event_ids: list[str] = []
@@ -172,7 +210,7 @@ def _prepare_all(state: Any, items: list[Any]) -> tuple[list[OutgoingMessage], l
     bad_events = 0
     for index, item in enumerate(items):
         try:
-            message, event_id = prepare_like(state, item, now=now)
+            message, event_id = prepare(state, item, now=now)
         except EventRejected as exc:
             bad_events += 1
             problems.extend(f.model_copy(update={"index": index}) for f in exc.fields)

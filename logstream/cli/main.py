@@ -11,6 +11,7 @@ from logstream.cli import (
     backfill,
     broker,
     consume,
+    contract,
     ingest,
     rebuild,
     schemas,
@@ -41,6 +42,7 @@ app.command()(ingest.ingest)
 app.command()(backfill.backfill)
 app.command("export")(transfer.export_)
 app.command("import")(transfer.import_)
+app.command()(contract.contract)
 
 
 def main() -> None:

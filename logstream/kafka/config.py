@@ -7,6 +7,7 @@ from typing import Any
 from logstream.settings import Settings
 
 __all__ = [
+    "PARTITIONER",
     "admin_config",
     "consumer_config",
     "dead_letter_producer_config",
@@ -51,15 +52,26 @@ PRODUCER_FAILOVER: dict[str, int] = {
 }
 
 
+# Part of the topic contract: a keyed message goes to partition
+# `toPositive(murmur2(key)) % partitions`, the Java client's default partitioner, so Java,
+# Kafka Streams, Connect and any producer that copies Java place a key where logstream does
+# (librdkafka's own default, `consistent_random`, hashes with CRC32 and disagrees). Keys are
+# never null in logstream; `_random` only says what librdkafka does with a null key.
+PARTITIONER = "murmur2_random"
+
+
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     """Durable by default: a delivery report means every in-sync replica has the event.
-    Tuned to find a new partition leader within a second or so of a failover."""
+    Tuned to find a new partition leader within a second or so of a failover. Every
+    producer logstream runs (ingest, import, dead letters) is built here, so all of them
+    partition keys as Java does; LOGSTREAM_KAFKA_EXTRA cannot change that."""
     conf: dict[str, Any] = dict(PRODUCER_FAILOVER)
     conf.update(settings.kafka_common())  # LOGSTREAM_KAFKA_EXTRA may override the tuning
     conf.update(
         {
             "acks": "all",
             "enable.idempotence": True,
+            "partitioner": PARTITIONER,
             "linger.ms": 5,
             "compression.type": "lz4",
             "queue.buffering.max.messages": settings.ingest_queue_max_messages,

@@ -70,6 +70,40 @@ def test_custom_attributes_do_not_change_the_canonical_form() -> None:
         assert '"doc"' not in version.canonical_form
 
 
+def test_key_and_timestamp_fields_are_read_and_leave_fingerprints_alone() -> None:
+    """The README prints these fingerprints; the key/timestamp attributes must not move them."""
+    cat = SchemaCatalogue.load(SCHEMA_DIR)
+    assert [v.fingerprint_hex for v in cat] == ["bc48571d2db72337", "1ff30cf1db6bec5a"]
+    for version in cat:
+        assert (version.key_field, version.timestamp_field) == ("url", "occurred_at")
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "says"),
+    [
+        ("logstream.key", "colour", "'colour' is not a field"),
+        ("logstream.key", "occurred_at", "must be a string"),
+        ("logstream.timestamp", "url", "must be a long"),
+        ("logstream.timestamp", 5, "5 is not a field"),
+    ],
+)
+def test_key_and_timestamp_must_name_a_fitting_field(
+    tmp_path: Path, attribute: str, value: object, says: str
+) -> None:
+    folder = _folder_with(tmp_path, like_v3=_v3(**{attribute: value}))
+    with pytest.raises(CatalogueError) as info:
+        SchemaCatalogue.load(folder)
+    assert any("like.v3.avsc" in p and attribute in p and says in p for p in info.value.problems)
+
+
+def test_key_and_timestamp_are_optional(tmp_path: Path) -> None:
+    bare = _v3()
+    del bare["logstream.key"], bare["logstream.timestamp"]
+    bare["fields"].append({"name": "x", "type": ["null", "int"], "default": None})
+    latest = SchemaCatalogue.load(_folder_with(tmp_path, like_v3=bare)).latest("like")
+    assert (latest.key_field, latest.timestamp_field) == (None, None)
+
+
 def test_real_folder_is_compatible() -> None:
     assert check_compatibility(SchemaCatalogue.load(SCHEMA_DIR)) == []
 
