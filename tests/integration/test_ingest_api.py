@@ -514,7 +514,8 @@ def test_sigterm_during_load_loses_no_acknowledged_event(private_broker, tmp_pat
 async def _load_then_sigterm(
     server: subprocess.Popen[bytes], base_url: str
 ) -> tuple[dict[str, tuple[int, int]], int]:
-    """32 concurrent posters; SIGTERM once 200 were acknowledged; returns the 202s and how many came after it."""
+    """32 concurrent posters; SIGTERM once 200 were acknowledged; returns the 202s and how
+    many came after it."""
     acked: dict[str, tuple[int, int]] = {}
     term_sent_at: list[float] = []
     after_term = 0
