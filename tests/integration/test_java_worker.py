@@ -10,14 +10,12 @@ import json
 import random
 import shutil
 import subprocess
-import time
 import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from fastapi.testclient import TestClient
 
 from consumers import VIEWS
@@ -27,6 +25,7 @@ from logstream.runtime import ViewRunner
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import Settings
 from logstream.stores.factory import open_view_store
+from tests.integration.client_stack import read_log
 
 pytestmark = pytest.mark.slow
 
@@ -85,34 +84,6 @@ def ingest_likes(settings: Settings, topic: str, n: int) -> list[dict[str, Any]]
     return written
 
 
-def read_topic(bootstrap: str, topic: str, codec: Codec) -> dict[str, set[int]]:
-    """Partitions per URL, from every message of the topic (decoded with the Python codec)."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"r-{uuid.uuid4()}", "enable.auto.commit": 0}
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions
-        }
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        seen: dict[int, int] = defaultdict(int)
-        where: dict[str, set[int]] = defaultdict(set)
-        deadline = time.monotonic() + 60
-        while any(seen[p] < end for p, end in ends.items()):
-            assert time.monotonic() < deadline, f"read {dict(seen)} of {ends}"
-            for msg in consumer.consume(num_messages=1000, timeout=0.5):
-                assert msg.error() is None, msg.error()
-                _writer, like = codec.decode(msg.value())
-                assert msg.key() == like["url"].encode()
-                where[like["url"]].add(msg.partition())
-                seen[msg.partition()] += 1
-        return where
-    finally:
-        consumer.close()
-
-
 def test_java_and_ingest_agree_on_partitions_and_counts(kafka_bootstrap, make_topic, tmp_path, jar):
     topic = make_topic(partitions=6, prefix="likes-java")
     settings = Settings(
@@ -152,7 +123,10 @@ def test_java_and_ingest_agree_on_partitions_and_counts(kafka_bootstrap, make_to
     )
     for url in by_writer["java"]:
         assert by_writer["python"][url] == by_writer["java"][url], url
-    stored = read_topic(kafka_bootstrap, topic, codec)
+    stored: dict[str, set[int]] = defaultdict(set)
+    for message in read_log(kafka_bootstrap, topic, codec):
+        assert message.key == message.url.encode()
+        stored[message.url].add(message.partition)
     assert {url: len(parts) for url, parts in stored.items()} == dict.fromkeys(stored, 1)
     assert len({next(iter(parts)) for parts in stored.values()}) > 1  # keys really spread out
 
