@@ -36,9 +36,6 @@ SCHEMAS = REPO / "avro_schemas"
 URL_PREFIX = "https://example.com/java-"
 URLS = 12
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-# librdkafka's murmur2_random is Java's default partitioner for keyed records; ingest uses it
-# once the producer defaults switch to it, and until then through LOGSTREAM_KAFKA_EXTRA.
-JAVA_COMPATIBLE = {"partitioner": "murmur2_random"}
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +83,7 @@ def ingest_likes(settings: Settings, topic: str, n: int) -> list[dict[str, Any]]
 
 def test_java_and_ingest_agree_on_partitions_and_counts(kafka_bootstrap, make_topic, tmp_path, jar):
     topic = make_topic(partitions=6, prefix="likes-java")
-    settings = Settings(
-        bootstrap_servers=kafka_bootstrap, data_dir=tmp_path, kafka_extra=JAVA_COMPATIBLE
-    )
+    settings = Settings(bootstrap_servers=kafka_bootstrap, data_dir=tmp_path)
     codec = Codec(SchemaCatalogue.load(SCHEMAS))
 
     from_python = ingest_likes(settings, topic, 400)
