@@ -38,16 +38,19 @@ def free_port_pair() -> int:
     return free_port_block(2)
 
 
-def local_cluster(data_dir: Path, heap: str = "512m") -> LocalCluster:
-    """A (not yet started) single-node local broker on free ports under `data_dir`."""
+def local_cluster(data_dir: Path, heap: str = "512m", nodes: int = 1) -> LocalCluster:
+    """A (not yet started) local broker of `nodes` nodes on free ports under `data_dir`
+    (node i listens on port + 2i, its controller on port + 2i + 1)."""
     from logstream.broker.assemble import ensure_kafka_runtime
     from logstream.broker.local import LocalCluster
     from logstream.settings import load_settings
 
     settings = load_settings()
     runtime = ensure_kafka_runtime(settings.kafka_version, settings.kafka_cache_dir)
-    port = free_port_pair()
-    return LocalCluster(runtime, data_dir, port=port, controller_port=port + 1, heap=heap)
+    port = free_port_block(2 * nodes)
+    return LocalCluster(
+        runtime, data_dir, nodes=nodes, port=port, controller_port=port + 1, heap=heap
+    )
 
 
 @pytest.fixture
