@@ -125,11 +125,6 @@ class LoadGenerator:
             time.sleep(0.05)
         return {p: ack.received - since for p, ack in sorted(first.items())}
 
-    def latest_ack(self) -> Ack:
-        while not self.acks:
-            time.sleep(0.05)
-        return self.acks[-1]
-
     # ----- one client -------------------------------------------------------------------
     def _run(self, index: int) -> None:
         rng = random.Random(self.seed * 1000 + index)

@@ -7,6 +7,7 @@ recorded with its exit code and the last lines of its log.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -75,8 +76,8 @@ class Service:
         return killed_at
 
     def sigterm(self, timeout_s: float) -> float | None:
-        """SIGTERM, wait up to `timeout_s`: the time it took to exit, or None if it hung (it
-        is then SIGKILLed, so nothing is left behind)."""
+        """SIGTERM, wait up to `timeout_s`: the time it took to exit, or None if it hung (its
+        stacks are then dumped to its log and it is killed, so nothing is left behind)."""
         if self.process is None:
             return None
         started = time.monotonic()
@@ -84,9 +85,7 @@ class Service:
         try:
             self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-            self.process = None
+            self.abort_with_stacks()
             return None
         self.process = None
         return time.monotonic() - started
@@ -98,12 +97,25 @@ class Service:
             self.process.wait(timeout=30)
         self.process = None
 
+    def abort_with_stacks(self) -> None:
+        """For a hung process: SIGABRT, so that Python's faulthandler (PYTHONFAULTHANDLER is
+        set in the suite's environment) writes every thread's stack to the log, then make
+        sure it is gone."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
+        self.kill_quietly()
+
     def log_tail(self, lines: int = 3) -> str:
+        """The last lines of the log that logstream wrote (librdkafka's own '%' lines are
+        connection noise during faults)."""
         try:
             text = self.log_file.read_text(errors="replace").strip().splitlines()
         except OSError:
             return "(no log)"
-        return " | ".join(line.strip()[:240] for line in text[-lines:])
+        ours = [line.strip()[:240] for line in text if not line.startswith("%")]
+        return " | ".join(ours[-lines:])
 
 
 def wait_ingest_ready(base_url: str, service: Service, timeout_s: float) -> float:

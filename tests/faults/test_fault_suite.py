@@ -102,14 +102,30 @@ class Stack:
                 self.report.finding(f"during {during}: {exit_line}")
                 service.start()
 
-    def wait_applied(self, ack: Ack, since: float, timeout_s: float) -> dict[str, float]:
-        """Per view, seconds from `since` until its store has applied `ack`'s event (inf if
-        not within `timeout_s`)."""
+    def new_event_after(self, since: float, mark: int, timeout_s: float = 60.0) -> Ack | None:
+        """The first event acknowledged for a request sent after `since`: an event written
+        after a fault, which a view can only have applied if it works again."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            first = self.load.first_acks_after(since, mark)
+            if first:
+                return min(first.values(), key=lambda ack: ack.received)
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
+
+    def wait_new_event_applied(self, since: float, mark: int, timeout_s: float) -> dict[str, float]:
+        """Per view, seconds from `since` until it applied the first event written after
+        `since` (inf if none within `timeout_s`, or if ingest acknowledged nothing)."""
+        event = self.new_event_after(since, mark)
+        if event is None:
+            self.report.finding("ingest acknowledged no new event within 60 s")
+            return dict.fromkeys(self.positions, math.inf)
         done: dict[str, float] = {}
         deadline = time.monotonic() + timeout_s
         while len(done) < len(self.positions) and time.monotonic() < deadline:
             for name, store in self.positions.items():
-                if name not in done and store.applied(TOPIC, ack.partition, ack.offset):
+                if name not in done and store.applied(TOPIC, event.partition, event.offset):
                     done[name] = time.monotonic() - since
             time.sleep(0.1)
         return {name: done.get(name, math.inf) for name in self.positions}
@@ -123,11 +139,11 @@ class Stack:
             service = self.consumers[name]
             if service.check_alive():
                 self.report.hung.add(name)
+                service.abort_with_stacks()
                 self.report.finding(
-                    f"during {during}: {name} alive but applied nothing new; "
-                    f"log: {service.log_tail()}"
+                    f"during {during}: {name} alive but applied nothing new; its stacks "
+                    f"(SIGABRT) are in {service.log_file}"
                 )
-                service.kill_quietly()
                 service.start()
             else:
                 self.restart_dead_consumers(during)
@@ -164,6 +180,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             ingest_ack_timeout_s=str(ACK_TIMEOUT_S),
             ingest_port=str(port),
         )
+        env["PYTHONFAULTHANDLER"] = "1"  # a hung process, SIGABRTed, shows its stacks
         create = subprocess.run(
             [
                 sys.executable,
@@ -233,9 +250,10 @@ def test_fault_suite(stack: Stack, tmp_path: Path) -> None:
 # ----- phases ------------------------------------------------------------------------------
 def warm_up(s: Stack) -> None:
     """Load reaches every partition and every view applies it before any fault."""
-    writable = s.load.wait_partitions_writable(time.monotonic(), PARTITIONS, timeout_s=60)
+    started = time.monotonic()
+    writable = s.load.wait_partitions_writable(started, PARTITIONS, timeout_s=60)
     assert len(writable) == PARTITIONS, f"no acks on some partitions: {writable}"
-    took = s.wait_applied(s.load.latest_ack(), time.monotonic(), timeout_s=90)
+    took = s.wait_new_event_applied(started, 0, timeout_s=90)
     assert all(math.isfinite(t) for t in took.values()), f"views not building: {took}"
     s.report.note(f"warm-up: every partition written, every view applying ({len(s.load.acks)})")
 
@@ -289,6 +307,7 @@ def consumer_kills(s: Stack) -> None:
     """SIGKILL each consumer at a random instant after it committed something new, restart
     it, and check that all three apply new events again."""
     rng = random.Random(9)
+    mark = s.load.mark()
     for name, service in s.consumers.items():
         before = s.positions[name].read(TOPIC)
         deadline = time.monotonic() + 30
@@ -298,7 +317,7 @@ def consumer_kills(s: Stack) -> None:
         service.sigkill()
         service.start()
     restarted = time.monotonic()
-    took = s.wait_applied(s.load.latest_ack(), restarted, timeout_s=90)
+    took = s.wait_new_event_applied(restarted, mark, timeout_s=60)
     s.report.note(
         "consumer SIGKILLs: each restarted; new events applied after "
         + ", ".join(f"{name} {seconds(t)}" for name, t in took.items())
@@ -310,6 +329,7 @@ def full_disk(s: Stack) -> None:
     """Fill the tmpfs under the stores while load runs, until every consumer has stopped
     committing (or died), then free it: the consumers must still run and catch up."""
     views = s.views_dir
+    mark = s.load.mark()
     filled = disk.fill(views)
     filled_at = time.monotonic()
     s.report.note(f"full disk: {filled >> 20} MiB filler, {disk.bytes_free(views)} bytes free")
@@ -345,7 +365,7 @@ def full_disk(s: Stack) -> None:
         if name not in felt:
             s.report.finding(f"full disk: {name} kept committing; the fill did not bite")
     s.restart_dead_consumers("full disk")
-    took = s.wait_applied(s.load.latest_ack(), freed_at, timeout_s=90)
+    took = s.wait_new_event_applied(freed_at, mark, timeout_s=60)
     s.report.note(
         "space freed: new events applied after "
         + ", ".join(f"{name} {seconds(t)}" for name, t in took.items())
@@ -366,22 +386,11 @@ def whole_cluster_outage(s: Stack) -> None:
     start = time.monotonic()
     s.cluster.start(timeout_s=180)
     back = time.monotonic()
-    first = s.load.first_acks_after(back, mark)
-    deadline = back + 90
-    while not first and time.monotonic() < deadline:
-        time.sleep(0.05)
-        first = s.load.first_acks_after(back, mark)
-    if not first:
-        s.report.finding("ingest acknowledged nothing within 90 s of the cluster's return")
-        for name in s.positions:
-            s.report.outage_recovery_s[name] = math.inf
-        return
-    new_event = min(first.values(), key=lambda ack: ack.received)
-    took = s.wait_applied(new_event, back, timeout_s=90)
+    took = s.wait_new_event_applied(back, mark, timeout_s=60)
     s.report.outage_recovery_s.update(took)
     s.report.note(
         f"outage: down {back - killed_at:.1f} s (start took {back - start:.1f} s); ingest's "
-        f"first 202 {new_event.received - back:.2f} s after; new event applied after "
+        f"first new 202 {first_202_after(s, back, mark)} after; new event applied after "
         + ", ".join(f"{name} {seconds(t)}" for name, t in took.items())
         + (f"; consumers that died during it: {dead_during}" if dead_during else "")
     )
@@ -463,6 +472,11 @@ def audit(s: Stack) -> None:
     finally:
         for store in stores.values():
             store.close()
+
+
+def first_202_after(s: Stack, since: float, mark: int) -> str:
+    event = s.new_event_after(since, mark, timeout_s=0)
+    return "never" if event is None else seconds(event.received - since)
 
 
 def log_end_offsets(bootstrap: str) -> dict[int, int]:
