@@ -8,6 +8,7 @@ test fails once, at the end, with the summary as its message.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,9 +35,12 @@ class Report:
     views_off_by: dict[str, int] | None = None
     hung: set[str] = field(default_factory=set)  # consumers
     consumer_exits: list[str] = field(default_factory=list)  # exits the suite did not cause
+    started: float = field(default_factory=time.monotonic)
 
     def note(self, line: str) -> None:
-        """Record (and print at once, for `-s` runs) one line of what happened."""
+        """Record (and print at once, for `-s` runs) one line of what happened, stamped with
+        the seconds since the suite started."""
+        line = f"[{time.monotonic() - self.started:6.1f} s] {line}"
         print(f"[faults] {line}", flush=True)
         self.lines.append(line)
 

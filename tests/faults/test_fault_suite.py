@@ -309,13 +309,19 @@ def consumer_kills(s: Stack) -> None:
     rng = random.Random(9)
     mark = s.load.mark()
     for name, service in s.consumers.items():
-        before = s.positions[name].read(TOPIC)
-        deadline = time.monotonic() + 30
-        while s.positions[name].read(TOPIC) == before and time.monotonic() < deadline:
+        store = s.positions[name]
+        before, waited = store.read(TOPIC), time.monotonic()
+        while store.read(TOPIC) == before and time.monotonic() < waited + 15:
             time.sleep(0.05)
+        waited = time.monotonic() - waited
         time.sleep(rng.uniform(0.0, 0.5))  # a random instant between two commits
         service.sigkill()
         service.start()
+        s.report.note(
+            f"{name}: SIGKILLed {waited:.1f} s after its positions last moved"
+            f"{' (they did not move for 15 s)' if waited >= 15 else ''}, restarted; "
+            f"{len(s.load.acks)} acks so far"
+        )
     restarted = time.monotonic()
     took = s.wait_new_event_applied(restarted, mark, timeout_s=60)
     s.report.note(
