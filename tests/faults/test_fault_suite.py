@@ -442,8 +442,11 @@ def finish(s: Stack) -> None:
             s.report.hung.add(name)
             s.report.finding(f"{name} did not exit within {SIGTERM_LIMIT_S} s of SIGTERM")
         s.report.note(f"{name}: SIGTERM -> exit after {seconds(exited or math.inf)}")
+    # Ingest's graceful shutdown lets in-flight requests wait up to the ack bound + 5 s.
     ingest_exit = s.ingest.sigterm(ACK_TIMEOUT_S + 10)
     s.report.note(f"ingest: SIGTERM -> exit after {seconds(ingest_exit or math.inf)}")
+    if ingest_exit is None:
+        s.report.finding(f"ingest did not exit after SIGTERM; stacks in {s.ingest.log_file}")
 
 
 def audit(s: Stack) -> None:
