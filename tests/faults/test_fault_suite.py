@@ -71,6 +71,9 @@ LEADER_KILLS = 5
 OUTAGE_S = 30.0
 VIEWS_TMPFS_MB = 256
 RETRY_BUDGET_S = 150.0
+# After a leader kill, once the node is back and every ISR is full: how long a consumer may
+# still take to apply an event written after the kill before it counts as hung.
+CONSUMER_GRACE_S = 30.0
 
 
 @dataclass
@@ -279,12 +282,17 @@ def leader_kills(s: Stack) -> None:
         s.cluster.start(timeout_s=180)
         restarted = time.monotonic() - restart
         in_sync = s.probe.wait_fully_replicated(timeout_s=120)
+        # The cluster is whole again: each view must now apply an event written after the
+        # kill, or its consumer is hung (a live process that applies nothing).
+        applied = s.wait_new_event_applied(killed_at, mark, timeout_s=CONSUMER_GRACE_S)
         s.report.note(
             f"leader kill {k + 1}: node {node} (led {led}): every partition took a 202 "
             f"again after {seconds(took)} [{per_partition}]; node back in {restarted:.1f} s, "
-            f"ISRs full {in_sync:.1f} s later"
+            f"ISRs full {in_sync:.1f} s later; an event written after the kill applied by "
+            + ", ".join(f"{name} {seconds(t)}" for name, t in applied.items())
         )
         s.restart_dead_consumers(f"leader kill {k + 1}")
+        s.replace_stalled(applied, f"leader kill {k + 1}")
 
 
 def ingest_kill(s: Stack) -> None:
@@ -314,11 +322,11 @@ def consumer_kills(s: Stack) -> None:
         while store.read(TOPIC) == before and time.monotonic() < waited + 15:
             time.sleep(0.05)
         waited = time.monotonic() - waited
-        time.sleep(rng.uniform(0.0, 0.5))  # a random instant between two commits
+        time.sleep(rng.uniform(0.0, 0.5))  # a random instant after a commit
         service.sigkill()
         service.start()
         s.report.note(
-            f"{name}: SIGKILLed {waited:.1f} s after its positions last moved"
+            f"{name}: SIGKILLed after its positions moved ({waited:.1f} s)"
             f"{' (they did not move for 15 s)' if waited >= 15 else ''}, restarted; "
             f"{len(s.load.acks)} acks so far"
         )
