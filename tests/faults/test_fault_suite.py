@@ -237,14 +237,19 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 def test_fault_suite(stack: Stack, tmp_path: Path) -> None:
     report = stack.report
-    warm_up(stack)
-    leader_kills(stack)
-    ingest_kill(stack)
-    consumer_kills(stack)
-    full_disk(stack)
-    whole_cluster_outage(stack)
-    finish(stack)
-    audit(stack)
+    try:
+        warm_up(stack)
+        leader_kills(stack)
+        ingest_kill(stack)
+        consumer_kills(stack)
+        full_disk(stack)
+        whole_cluster_outage(stack)
+        finish(stack)
+        audit(stack)
+    except BaseException as exc:  # still print what was measured up to here
+        report.finding(f"the suite stopped early: {exc!r}")
+        report.write(tmp_path / "summary.txt")
+        raise
     report.judge()
     summary = report.write(tmp_path / "summary.txt")
     assert not report.findings, summary
