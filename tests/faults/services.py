@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,3 +158,47 @@ class StorePositions:
     def applied(self, topic: str, partition: int, offset: int) -> bool:
         """The view has applied (or passed) the event at `offset`."""
         return self.read(topic).get(partition, 0) > offset
+
+
+class PositionsWatcher:
+    """Samples every view's stored offsets every `interval_s` on a thread and keeps each
+    change with its time, so that "when did view V apply offset o of partition p" has an
+    answer to within one interval, whenever the suite gets round to asking (it may be busy
+    restarting a node at that moment)."""
+
+    def __init__(self, stores: dict[str, StorePositions], topic: str, interval_s: float = 0.1):
+        self.stores, self.topic, self.interval_s = stores, topic, interval_s
+        self.changes: dict[str, list[tuple[float, dict[int, int]]]] = {n: [] for n in stores}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="positions", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            now = time.monotonic()
+            for name, store in self.stores.items():
+                try:
+                    positions = store.read(self.topic)
+                except sqlite3.Error:  # busy or mid-creation: the next sample will do
+                    continue
+                history = self.changes[name]
+                if not history or history[-1][1] != positions:
+                    history.append((now, positions))
+
+    def applied_at(self, name: str, partition: int, offset: int) -> float | None:
+        """When the view's store first showed the event at `offset` applied (None: not yet).
+        Stored offsets only grow (no backfill runs here), so the first change past it is it."""
+        for at, positions in self.changes[name]:
+            if positions.get(partition, 0) > offset:
+                return at
+        return None
+
+    def last_change(self, name: str) -> float:
+        history = self.changes[name]
+        return history[-1][0] if history else 0.0

@@ -45,7 +45,12 @@ from tests.faults import disk
 from tests.faults.cluster import ClusterProbe
 from tests.faults.load import Ack, LoadGenerator
 from tests.faults.report import SIGTERM_LIMIT_S, Report, seconds
-from tests.faults.services import Service, StorePositions, wait_ingest_ready
+from tests.faults.services import (
+    PositionsWatcher,
+    Service,
+    StorePositions,
+    wait_ingest_ready,
+)
 from tests.integration.likes import (
     assert_views_match,
     expected_from_log,
@@ -87,6 +92,7 @@ class Stack:
     base_url: str
     consumers: dict[str, Service]
     positions: dict[str, StorePositions]
+    watcher: PositionsWatcher
     load: LoadGenerator
     report: Report
 
@@ -124,14 +130,18 @@ class Stack:
         if event is None:
             self.report.finding("ingest acknowledged no new event within 60 s")
             return dict.fromkeys(self.positions, math.inf)
-        done: dict[str, float] = {}
         deadline = time.monotonic() + timeout_s
-        while len(done) < len(self.positions) and time.monotonic() < deadline:
-            for name, store in self.positions.items():
-                if name not in done and store.applied(TOPIC, event.partition, event.offset):
-                    done[name] = time.monotonic() - since
+        while True:
+            applied = {
+                name: self.watcher.applied_at(name, event.partition, event.offset)
+                for name in self.positions
+            }
+            if all(at is not None for at in applied.values()) or time.monotonic() > deadline:
+                return {
+                    name: math.inf if at is None else max(0.0, at - since)
+                    for name, at in applied.items()
+                }
             time.sleep(0.1)
-        return {name: done.get(name, math.inf) for name in self.positions}
 
     def replace_stalled(self, times: dict[str, float], during: str) -> None:
         """A consumer that did not apply a new event in time: dead (an exit) or alive and
@@ -219,6 +229,10 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             service.start()
         base_url = f"http://127.0.0.1:{port}"
         wait_ingest_ready(base_url, ingest, timeout_s=60)
+        positions = {name: StorePositions(data_dir, name) for name in VIEWS}
+        watcher = PositionsWatcher(positions, TOPIC)
+        cleanup.callback(watcher.stop)
+        watcher.start()
         load = LoadGenerator(base_url, retry_budget_s=RETRY_BUDGET_S)
         cleanup.callback(load.stop, 1.0)
         load.start()
@@ -229,7 +243,8 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             ingest,
             base_url,
             consumers,
-            {name: StorePositions(data_dir, name) for name in VIEWS},
+            positions,
+            watcher,
             load,
             report,
         )
