@@ -33,9 +33,22 @@ class Report:
     raw_duplicates: int = 0
     duplicates_left: int | None = None
     views_off_by: dict[str, int] | None = None
-    hung: set[str] = field(default_factory=set)  # consumers
+    hangs: list[tuple[str, str]] = field(default_factory=list)  # (consumer, during what)
     consumer_exits: list[str] = field(default_factory=list)  # exits the suite did not cause
     started: float = field(default_factory=time.monotonic)
+
+    def hang(self, consumer: str, during: str) -> None:
+        """A consumer exited on its own, applied nothing new in time, or ignored SIGTERM."""
+        self.hangs.append((consumer, during))
+
+    def hung_summary(self) -> str:
+        """How many consumers hung, and how often (each is restarted, so one can hang again)."""
+        names = sorted({name for name, _during in self.hangs})
+        if not names:
+            return "0"
+        return f"{len(names)} {names}, {len(self.hangs)} times: " + "; ".join(
+            f"{name} ({during})" for name, during in self.hangs
+        )
 
     def note(self, line: str) -> None:
         """Record (and print at once, for `-s` runs) one line of what happened, stamped with
@@ -64,8 +77,8 @@ class Report:
             self.findings.append(f"duplicates left after the dedupe rule: {self.duplicates_left}")
         if self.views_off_by is None or any(self.views_off_by.values()):
             self.findings.append(f"views off by {self.views_off_by}")
-        if self.hung:
-            self.findings.append(f"hung consumers: {sorted(self.hung)}")
+        if self.hangs:
+            self.findings.append(f"hung consumers: {self.hung_summary()}")
         if len(self.unavailability_s) < 5:
             self.findings.append(f"only {len(self.unavailability_s)} leader kills measured")
         if self.longest_unavailability_s > UNAVAILABILITY_LIMIT_S:
@@ -88,7 +101,7 @@ class Report:
             f"{self.duplicates_left})",
             f"acknowledged events lost: {self.lost}",
             f"views off by: {sum(off.values()) if off else None} {off}",
-            f"hung consumers: {len(self.hung)} {sorted(self.hung)}",
+            f"hung consumers: {self.hung_summary()}",
             f"consumer exits the suite did not cause: {len(self.consumer_exits)}",
             "unavailability after each leader kill: "
             + ", ".join(seconds(s) for s in self.unavailability_s),

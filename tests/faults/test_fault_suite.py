@@ -107,7 +107,7 @@ class Stack:
             if not service.check_alive():
                 exit_line = service.unexpected_exits[-1]
                 self.report.consumer_exits.append(exit_line)
-                self.report.hung.add(name)
+                self.report.hang(name, f"exited during {during}")
                 self.report.finding(f"during {during}: {exit_line}")
                 service.start()
 
@@ -151,7 +151,7 @@ class Stack:
                 continue
             service = self.consumers[name]
             if service.check_alive():
-                self.report.hung.add(name)
+                self.report.hang(name, f"stalled during {during}")
                 service.abort_with_stacks()
                 self.report.finding(
                     f"during {during}: {name} alive but applied nothing new; its stacks "
@@ -460,14 +460,14 @@ def finish(s: Stack) -> None:
     for name, service in s.consumers.items():
         if name not in caught_up:
             alive = service.check_alive()
-            s.report.hung.add(name)
+            s.report.hang(name, "not caught up at the end")
             s.report.finding(
                 f"{name} {'alive' if alive else 'dead'} but not caught up: "
                 f"{s.positions[name].read(TOPIC)}; log: {service.log_tail()}"
             )
         exited = service.sigterm(SIGTERM_LIMIT_S)
         if exited is None:
-            s.report.hung.add(name)
+            s.report.hang(name, "ignored SIGTERM")
             s.report.finding(f"{name} did not exit within {SIGTERM_LIMIT_S} s of SIGTERM")
         s.report.note(f"{name}: SIGTERM -> exit after {seconds(exited or math.inf)}")
     # Ingest's graceful shutdown lets in-flight requests wait up to the ack bound + 5 s.
