@@ -7,8 +7,11 @@ per built-in view as processes, their SQLite stores on a small tmpfs. Clients PO
 likes and retry each one (same body, same `event_id`) until it is acknowledged.
 
 Faults, in order: 5 leader kills (SIGKILL of the JVM leading a partition, restarted and back
-in every ISR before the next), a SIGKILL of ingest, a SIGKILL of each consumer, a full disk
-under the view stores, and a 30 s outage of the whole cluster.
+in every ISR before the next; each view must then apply an event written after the kill), a
+SIGKILL of ingest, a SIGKILL of each consumer, a full disk under the view stores, and a 30 s
+outage of the whole cluster. A consumer that exits, stalls or ignores SIGTERM is a finding;
+a stalled one is SIGABRTed for its stacks. Either is restarted, so that one hang does not
+hide what the later faults would show.
 
 Afterwards: every acknowledged event is in the log (at the partition and offset it was
 acknowledged with); after the README's dedupe rule the log holds each event id once; every
