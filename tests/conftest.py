@@ -39,7 +39,8 @@ def free_port_pair() -> int:
 
 
 def local_cluster(data_dir: Path, heap: str = "512m", nodes: int = 1) -> LocalCluster:
-    """A (not yet started) local cluster of `nodes` nodes on free ports under `data_dir`."""
+    """A (not yet started) local broker of `nodes` nodes on free ports under `data_dir`
+    (node i listens on port + 2i, its controller on port + 2i + 1)."""
     from logstream.broker.assemble import ensure_kafka_runtime
     from logstream.broker.local import LocalCluster
     from logstream.settings import load_settings

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from logstream.codec import Codec
 
@@ -95,21 +96,106 @@ def expected_views(events: list[dict[str, Any]]) -> Expected:
     return Expected(per("url"), per("user_id"), dict(windows))
 
 
-def assert_views_match(stores: dict[str, Any], expected: Expected) -> None:
-    """Compare every key of every view with the expectation (and nothing extra)."""
+def read_log(
+    bootstrap: str, topic: str, codec: Codec, partitions: int, *, timeout_s: float = 120.0
+) -> list[list[dict[str, Any]]]:
+    """Every event of every partition in offset order, decoded, with its record time.
+
+    The topics are not transactional, so offsets are contiguous: the list index of an event
+    is its offset (checked)."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False}
+    )
+    deadline = time.monotonic() + timeout_s
+    log: list[list[dict[str, Any]]] = []
+    try:
+        for p in range(partitions):
+            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+            consumer.assign([TopicPartition(topic, p, 0)])
+            events: list[dict[str, Any]] = []
+            while len(events) < high:
+                assert time.monotonic() < deadline, f"{topic}[{p}]: read {len(events)}/{high}"
+                for msg in consumer.consume(500, timeout=5):
+                    assert msg.error() is None and msg.offset() == len(events)
+                    _writer, record = codec.decode(msg.value())
+                    events.append({**record, "occurred_at": msg.timestamp()[1]})
+            log.append(events)
+    finally:
+        consumer.close()
+    return log
+
+
+def expected_from_log(
+    partitions: list[list[dict[str, Any]]], horizon: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The README's rule over the log, independently of the runtime: the event at offset o is
+    a duplicate iff its id sits at an offset in [o - horizon, o) of the same partition.
+    Returns the kept events and the number of duplicates.
+
+    Only the nearest earlier copy needs checking (if it lies beyond the horizon, every earlier
+    one does too), so one pass with the last offset of each id is the brute force's answer."""
+    kept, duplicates = [], 0
+    for events in partitions:
+        last_seen: dict[str, int] = {}
+        for offset, event in enumerate(events):
+            previous = last_seen.get(event["event_id"])
+            if previous is not None and offset - previous <= horizon:
+                duplicates += 1
+            else:
+                kept.append(event)
+            last_seen[event["event_id"]] = offset
+    return kept, duplicates
+
+
+def read_views(stores: dict[str, Any], expected: Expected) -> Expected:
+    """What the stores hold, in the shape of `expected`: every URL total, every user with a
+    bucket, and the windows of each (size, key) that `expected` has."""
     url_store, user_store, window_store = (
         stores["likes-by-url"],
         stores["likes-by-user"],
         stores["likes-by-window"],
     )
-    got_url = {row[1]: (row[2], row[3], row[4]) for row in url_store.totals_rows("url")}
-    assert got_url == expected.url
-    users = {row[1] for row in user_store.bucket_rows("user")}
-    assert users == set(expected.user)
-    for user, (count, first, last) in expected.user.items():
-        total = user_store.total("user", user)
-        assert (total.count, total.first_ms, total.last_ms) == (count, first, last), user
+    url = {row[1]: (row[2], row[3], row[4]) for row in url_store.totals_rows("url")}
+    user = {}
+    for name in {row[1] for row in user_store.bucket_rows("user")}:
+        total = user_store.total("user", name)
+        user[name] = (total.count, total.first_ms, total.last_ms)
     lo, hi = BASE_MS - 10 * DAY_MS, BASE_MS + 30 * DAY_MS
-    for (size, key), counts in expected.windows.items():
-        got = dict(window_store.windows("w", key, SIZES[size], lo, hi, 100_000))
-        assert got == dict(counts), (size, key)
+    windows = {
+        (size, key): Counter(dict(window_store.windows("w", key, SIZES[size], lo, hi, 100_000)))
+        for (size, key) in expected.windows
+    }
+    return Expected(url, user, windows)
+
+
+def assert_views_match(stores: dict[str, Any], expected: Expected) -> None:
+    """Compare every key of every view with the expectation (and nothing extra)."""
+    got = read_views(stores, expected)
+    assert got.url == expected.url
+    assert set(got.user) == set(expected.user)
+    for name, user in expected.user.items():
+        assert got.user[name] == user, name
+    for key, windows in expected.windows.items():
+        assert dict(got.windows[key]) == dict(windows), key
+
+
+def views_off_by(got: Expected, expected: Expected) -> dict[str, int]:
+    """Per view, how many likes it is off by: the sum of |stored - expected| over every
+    counter (a missing or extra key counts in full), plus one per wrong first/last time."""
+
+    def per_key(a: dict[str, tuple[int, int, int]], b: dict[str, tuple[int, int, int]]) -> int:
+        off = 0
+        for key in a.keys() | b.keys():
+            ca, cb = a.get(key, (0, 0, 0)), b.get(key, (0, 0, 0))
+            off += abs(ca[0] - cb[0]) + (ca[1:] != cb[1:] and ca[0] == cb[0])
+        return off
+
+    windows = 0
+    for key in got.windows.keys() | expected.windows.keys():
+        a, b = got.windows.get(key, Counter()), expected.windows.get(key, Counter())
+        windows += sum(abs(a[start] - b[start]) for start in a.keys() | b.keys())
+    return {
+        "likes-by-url": per_key(got.url, expected.url),
+        "likes-by-user": per_key(got.user, expected.user),
+        "likes-by-window": windows,
+    }

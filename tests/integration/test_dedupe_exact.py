@@ -4,7 +4,7 @@ store that lost its event-id window, and a rebuild that must equal the live buil
 
 The expectation is recomputed independently: the log is read back partition by partition
 and the rule (an id seen within the horizon's preceding offsets is a duplicate) applied to
-it by brute force."""
+it without the runtime's code (`expected_from_log` in tests/integration/likes.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from consumers import VIEWS
 from logstream.backfill import KafkaState, Target, execute_plan, make_plan
@@ -28,9 +27,11 @@ from tests.integration.likes import (
     BASE_MS,
     DAY_MS,
     assert_views_match,
+    expected_from_log,
     expected_views,
     generate_likes,
     produce_likes,
+    read_log,
 )
 
 PARTITIONS = 3
@@ -59,42 +60,6 @@ def with_retries(events: list[dict[str, Any]], seed: int) -> list[dict[str, Any]
         elif roll < 0.11:
             out.append(dict(event))  # far later: beyond the horizon, so counted again
     return out
-
-
-def read_log(bootstrap: str, topic: str, codec: Codec) -> list[list[dict[str, Any]]]:
-    """Every event of every partition in offset order, decoded, with its record time."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False}
-    )
-    partitions: list[list[dict[str, Any]]] = []
-    try:
-        for p in range(PARTITIONS):
-            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-            consumer.assign([TopicPartition(topic, p, 0)])
-            events: list[dict[str, Any]] = []
-            while len(events) < high:
-                for msg in consumer.consume(500, timeout=5):
-                    assert msg.error() is None and msg.offset() == len(events)
-                    _writer, record = codec.decode(msg.value())
-                    events.append({**record, "occurred_at": msg.timestamp()[1]})
-            partitions.append(events)
-    finally:
-        consumer.close()
-    return partitions
-
-
-def expected_from_log(partitions: list[list[dict[str, Any]]]) -> tuple[list[dict], int]:
-    """Brute force over the log: keep an event unless its id is in the `HORIZON` offsets
-    before it in its partition. Returns the kept events and the number of duplicates."""
-    kept, duplicates = [], 0
-    for events in partitions:
-        for offset, event in enumerate(events):
-            window = events[max(0, offset - HORIZON) : offset]
-            if any(e["event_id"] == event["event_id"] for e in window):
-                duplicates += 1
-            else:
-                kept.append(event)
-    return kept, duplicates
 
 
 class Views:
@@ -183,7 +148,8 @@ def views(kafka_bootstrap, make_topic, codec, tmp_path, unique_name) -> Iterator
 
 
 def assert_exact(v: Views) -> int:
-    kept, duplicates = expected_from_log(read_log(v.settings.bootstrap_servers, v.topic, v.codec))
+    log = read_log(v.settings.bootstrap_servers, v.topic, v.codec, PARTITIONS)
+    kept, duplicates = expected_from_log(log, HORIZON)
     assert_views_match(v.stores, expected_views(kept))
     return duplicates
 
@@ -197,9 +163,9 @@ def test_retries_are_counted_once_through_stops_backfills_and_rebuilds(
     produce_likes(v.settings.bootstrap_servers, v.topic, first, codec)
     v.consume_all()
     assert assert_exact(v) > 100  # the scenario really has retries, and they matter:
-    partitions = read_log(v.settings.bootstrap_servers, v.topic, codec)
+    partitions = read_log(v.settings.bootstrap_servers, v.topic, codec, PARTITIONS)
     every = [e for p in partitions for e in p]
-    assert expected_views(expected_from_log(partitions)[0]) != expected_views(every)
+    assert expected_views(expected_from_log(partitions, HORIZON)[0]) != expected_views(every)
 
     # More events, with retries of the first ones too; one view stops abruptly mid-way.
     produce_likes(v.settings.bootstrap_servers, v.topic, more, codec)

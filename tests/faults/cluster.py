@@ -1,0 +1,100 @@
+"""Questions and faults for the suite's private 3-node KRaft cluster (`local_cluster(...,
+nodes=3)` from tests/conftest.py): who leads, is every replica in sync, kill nodes.
+
+Everything goes through `LocalCluster` (its pid files and `start()`, which restarts the nodes
+that are down) and plain AdminClient metadata, the way an operator would see the cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+from logstream.broker.local import LocalCluster
+
+
+class ClusterProbe:
+    """Metadata questions about one cluster, through one AdminClient (short timeouts: the
+    cluster may be half down when asked)."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+        self.admin = AdminClient(
+            # Quiet: connection errors to nodes the suite killed are expected, not news.
+            {"bootstrap.servers": cluster.bootstrap_servers, "log_level": 0}
+        )
+
+    def leaders(self, topic: str) -> dict[int, int]:
+        """partition -> leader node id (-1 while it has none)."""
+        meta = self.admin.list_topics(topic, timeout=5)
+        return {p: info.leader for p, info in meta.topics[topic].partitions.items()}
+
+    def under_replicated(self) -> list[str]:
+        """Every partition of every topic whose ISR is not all nodes or that has no leader."""
+        meta = self.admin.list_topics(timeout=5)
+        bad = []
+        for name, topic in meta.topics.items():
+            if topic.error is not None:
+                bad.append(f"{name}: {topic.error}")
+                continue
+            for p, info in topic.partitions.items():
+                if info.leader < 0 or len(info.isrs) < len(info.replicas):
+                    bad.append(f"{name}[{p}] leader={info.leader} isr={sorted(info.isrs)}")
+        return bad
+
+    def wait_fully_replicated(self, timeout_s: float) -> float:
+        """Poll until every partition has a leader and its full ISR; returns the wait."""
+        start = time.monotonic()
+        bad: list[str] = ["not asked yet"]
+        while time.monotonic() - start < timeout_s:
+            try:
+                bad = self.under_replicated()
+            except Exception as exc:  # the cluster is still electing
+                bad = [repr(exc)]
+            if not bad:
+                return time.monotonic() - start
+            time.sleep(0.2)
+        raise AssertionError(f"not fully replicated within {timeout_s:.0f}s: {bad[:5]}")
+
+    def min_insync_replicas(self, topic: str) -> tuple[str, str]:
+        """(the topic's effective min.insync.replicas, each broker's), as the brokers say
+        (one BROKER resource per describe call: Kafka refuses more)."""
+        resources = [ConfigResource(ResourceType.TOPIC, topic)] + [
+            ConfigResource(ResourceType.BROKER, str(node.node_id)) for node in self.cluster.layout()
+        ]
+        values = []
+        for resource in resources:
+            for future in self.admin.describe_configs([resource]).values():
+                values.append(future.result(timeout=30)["min.insync.replicas"].value)
+        return values[0], ",".join(values[1:])
+
+    def node_pid(self, node_id: int) -> int:
+        """The Java pid of a running node (from LocalCluster's pid files)."""
+        for status in self.cluster.status():
+            if status.node_id == node_id and status.pid is not None:
+                return status.pid
+        raise AssertionError(f"node {node_id} is not running: {self.cluster.status()}")
+
+    def kill_node(self, node_id: int) -> float:
+        """SIGKILL one node's JVM (a crash, no controlled shutdown); returns the kill time."""
+        pid = self.node_pid(node_id)
+        killed_at = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        return killed_at
+
+    def kill_all(self) -> float:
+        """SIGKILL every node at once (a power cut of the whole cluster); returns the time."""
+        pids = [s.pid for s in self.cluster.status() if s.pid is not None]
+        killed_at = time.monotonic()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        return killed_at
+
+    def wait_all_down(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while any(s.running for s in self.cluster.status()):
+            assert time.monotonic() < deadline, f"nodes still up: {self.cluster.status()}"
+            time.sleep(0.05)
