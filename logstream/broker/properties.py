@@ -1,4 +1,4 @@
-"""`server.properties` of a local KRaft node (combined broker + controller).
+"""`server.properties` of a local KRaft process (combined, broker-only or controller-only).
 
 Why these values: the local cluster is where fault behaviour is tested, so it is tuned to
 fail over in seconds rather than Kafka's defaults (a dead node fenced after 9 s, a new
@@ -42,39 +42,53 @@ def server_properties(
     controller_port: int,
     voters: list[tuple[int, str, int]],
     data_dir: Path,
+    role: str = "combined",
+    brokers: int | None = None,
 ) -> str:
-    """The properties file of node `node_id` in a cluster whose voters are `voters`."""
-    nodes = len(voters)
-    replication = min(3, nodes)
-    min_isr = 2 if nodes >= 3 else 1
+    """The properties file of process `node_id` (role "combined", "broker" or "controller")
+    in a cluster whose controller quorum is `voters` and that has `brokers` brokers."""
+    broker_count = len(voters) if brokers is None else brokers
+    replication = min(3, broker_count)
+    min_isr = 2 if broker_count >= 3 else 1
+    roles = {"combined": "broker,controller", "broker": "broker", "controller": "controller"}
+    listeners = {
+        "combined": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        "broker": f"PLAINTEXT://{host}:{port}",
+        "controller": f"CONTROLLER://{host}:{controller_port}",
+    }
     lines: dict[str, str | int | Path] = {
-        "process.roles": "broker,controller",
+        "process.roles": roles[role],
         "node.id": node_id,
         "controller.quorum.voters": ",".join(f"{i}@{h}:{p}" for i, h, p in voters),
-        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+        "listeners": listeners[role],
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": data_dir,
-        "num.partitions": 6,
-        "default.replication.factor": replication,
-        "min.insync.replicas": min_isr,
-        "offsets.topic.replication.factor": replication,
-        "offsets.topic.num.partitions": 12,
-        "transaction.state.log.replication.factor": replication,
-        "transaction.state.log.min.isr": min_isr,
-        "share.coordinator.state.topic.replication.factor": replication,
-        "share.coordinator.state.topic.min.isr": min_isr,
-        "group.initial.rebalance.delay.ms": 0,
-        "auto.create.topics.enable": "false",
-        "log.retention.hours": -1,
-        "log.message.timestamp.type": "CreateTime",
-        # Event time may lie far in the past (backfills, re-imported history).
-        "log.message.timestamp.before.max.ms": 9223372036854775807,
-        "log.message.timestamp.after.max.ms": 3600000,
-        "num.network.threads": 2,
-        "num.io.threads": 4,
         **FAILOVER_PROPERTIES,
     }
+    if role != "controller":
+        lines.update(
+            {
+                "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+                "inter.broker.listener.name": "PLAINTEXT",
+                "num.partitions": 6,
+                "default.replication.factor": replication,
+                "min.insync.replicas": min_isr,
+                "offsets.topic.replication.factor": replication,
+                "offsets.topic.num.partitions": 12,
+                "transaction.state.log.replication.factor": replication,
+                "transaction.state.log.min.isr": min_isr,
+                "share.coordinator.state.topic.replication.factor": replication,
+                "share.coordinator.state.topic.min.isr": min_isr,
+                "group.initial.rebalance.delay.ms": 0,
+                "auto.create.topics.enable": "false",
+                "log.retention.hours": -1,
+                "log.message.timestamp.type": "CreateTime",
+                # Event time may lie far in the past (backfills, re-imported history).
+                "log.message.timestamp.before.max.ms": 9223372036854775807,
+                "log.message.timestamp.after.max.ms": 3600000,
+                "num.network.threads": 2,
+                "num.io.threads": 4,
+            }
+        )
     return "".join(f"{key}={value}\n" for key, value in lines.items())

@@ -104,6 +104,7 @@ def status(data_dir: DataOpt = None) -> None:
         state = "running" if s.running else "stopped"
         pid = f" pid {s.pid}" if s.pid else ""
         listening = ", listening" if s.listening else ""
-        say(f"node {s.node_id}: {state} on {s.address}{pid}{listening}")
+        role = "" if s.role == "combined" else f" ({s.role})"
+        say(f"node {s.node_id}{role}: {state} on {s.address}{pid}{listening}")
     if not all(s.running for s in statuses):
         raise typer.Exit(3)

@@ -93,7 +93,7 @@ def up(
     if broker:
         cluster = cluster_from_options()
         say(describe_start(cluster, cluster.start()))
-        replicas = settings.replication_for(len(cluster.layout()))
+        replicas = settings.replication_for(len(cluster.brokers()))
     create_topics(partitions=None, replication_factor=replicas)
     specs = _services(settings)
     supervisor = _start_supervisor(settings, [s.name for s in specs])
@@ -156,8 +156,9 @@ def status() -> None:
     for node in cluster_from_options().status():
         healthy &= node.running
         say(
-            f"broker node {node.node_id}: {'running' if node.running else 'stopped'} "
-            f"on {node.address}"
+            f"broker node {node.node_id}"
+            f"{'' if node.role == 'combined' else f' ({node.role})'}: "
+            f"{'running' if node.running else 'stopped'} on {node.address}"
         )
     states = service_states(settings.data_dir)
     if not states:

@@ -63,7 +63,8 @@ class ClusterProbe:
         """(the topic's effective min.insync.replicas, each broker's), as the brokers say
         (one BROKER resource per describe call: Kafka refuses more)."""
         resources = [ConfigResource(ResourceType.TOPIC, topic)] + [
-            ConfigResource(ResourceType.BROKER, str(node.node_id)) for node in self.cluster.layout()
+            ConfigResource(ResourceType.BROKER, str(node.node_id))
+            for node in self.cluster.brokers()
         ]
         values = []
         for resource in resources:

@@ -151,10 +151,11 @@ def test_three_node_cluster_survives_one_node_down(tmp_path: Path, unique_name):
         # No --nodes: the node count comes from the folder; only the dead node starts.
         restarted = run_cli("broker", "start", *where)
         assert restarted.returncode == 0, restarted.stderr
-        assert "node(s) 2 restarted (node(s) 1, 3 kept running)" in restarted.stdout
+        assert "node(s) 2 restarted (node(s) 1, 3, 101, 102, 103 kept running)" in restarted.stdout
         again = run_cli("broker", "start", *where)  # all running: a no-op
         assert again.returncode == 0 and "already running" in again.stdout
-        assert run_cli("broker", "status", *where).stdout.count("running") == 3
+        status = run_cli("broker", "status", *where).stdout  # 3 brokers, 3 controllers
+        assert status.count("running") == 6 and status.count("(controller)") == 3
         # The node count through the setting, as `make up` passes it: the same answers.
         same = run_cli("broker", "start", *where, env_extra={"LOGSTREAM_BROKER_NODES": "3"})
         assert same.returncode == 0 and "already running" in same.stdout
@@ -173,4 +174,4 @@ def test_three_node_cluster_survives_one_node_down(tmp_path: Path, unique_name):
     finally:
         run_cli("broker", "stop", *where)
     status = run_cli("broker", "status", *where)
-    assert status.stdout.count("stopped") == 3
+    assert status.stdout.count("stopped") == 6  # 3 brokers, 3 controllers

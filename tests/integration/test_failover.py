@@ -4,16 +4,19 @@ Three local nodes, an event topic with replication factor 3 and min.insync.repli
 `logstream ingest` server, and one client loop per partition POSTing single likes whose
 key lands on that partition. Two kills, SIGKILL each (no clean shutdown: the controller
 learns of it only through missed broker heartbeats):
-1. a partition leader that is not the active controller; then `start()` brings back only
-   that node and the test waits until it is in every ISR again;
-2. the active KRaft controller (which also leads partitions): a quorum election comes first.
+1. a partition leader (a broker); then `start()` brings back only that node and the test
+   waits until it is in every ISR again;
+2. the active KRaft controller (a dedicated controller process: from 3 nodes on, brokers
+   and controllers are separate, so no broker's death forces a quorum election).
 
 Measured per partition: unavailability = time from the kill to the answer of the first
 request that was *sent after the kill* and got 202 (a request sent before the kill and
 answered later says nothing about when writes work again). With 3 replicas on 3 nodes
 every ISR holds the killed node, so every partition stalls until it is fenced: all
 partitions are measured, the ones it led marked `*`. The worst per kill must be <= 3 s.
-Measured on the 2-core machine: 1.0-1.8 s (leader), 2.1-2.4 s (leader + controller).
+Measured on the 2-core machine with combined broker+controller nodes: 1.0-1.8 s (leader),
+2.1-2.4 s (leader that was also the active controller; 3.3-3.6 s under the fault suite's
+load), hence the dedicated controllers.
 """
 
 from __future__ import annotations
@@ -221,16 +224,15 @@ def test_ingest_writes_again_within_3s_of_a_leader_sigkill(cluster3, ingest):
 
     base, topic = ingest
     urls = url_per_partition(base)
-    controller = quorum_leader(cluster3.runtime, cluster3.bootstrap_servers)
     by_partition = leaders(cluster3, topic)
-    plain = next((n for n in by_partition.values() if n != controller), None)
     worst: dict[str, float] = {}
-    if plain is not None:  # a partition leader that is not the active controller
-        worst["leader"] = kill_and_measure(cluster3, base, topic, urls, plain, "leader")
-        assert cluster3.start().started == [plain]  # only the dead node comes back
-        wait_full_isr(cluster3, topic, 3, 60)
+    leader = by_partition[0]
+    worst["leader"] = kill_and_measure(cluster3, base, topic, urls, leader, "leader")
+    assert cluster3.start().started == [leader]  # only the dead node comes back
+    wait_full_isr(cluster3, topic, 3, 60)
     controller = quorum_leader(cluster3.runtime, cluster3.bootstrap_servers)
-    worst["leader+controller"] = kill_and_measure(
+    assert controller not in by_partition.values()  # a dedicated controller
+    worst["active controller"] = kill_and_measure(
         cluster3, base, topic, urls, controller, "active controller"
     )
     print(f"\nworst unavailability per kill: {worst}")
