@@ -71,24 +71,30 @@ def server_properties(
             {
                 "advertised.listeners": f"PLAINTEXT://{host}:{port}",
                 "inter.broker.listener.name": "PLAINTEXT",
-                "num.partitions": 6,
-                "default.replication.factor": replication,
-                "min.insync.replicas": min_isr,
-                "offsets.topic.replication.factor": replication,
-                "offsets.topic.num.partitions": 12,
-                "transaction.state.log.replication.factor": replication,
-                "transaction.state.log.min.isr": min_isr,
-                "share.coordinator.state.topic.replication.factor": replication,
-                "share.coordinator.state.topic.min.isr": min_isr,
-                "group.initial.rebalance.delay.ms": 0,
-                "auto.create.topics.enable": "false",
-                "log.retention.hours": -1,
-                "log.message.timestamp.type": "CreateTime",
-                # Event time may lie far in the past (backfills, re-imported history).
-                "log.message.timestamp.before.max.ms": 9223372036854775807,
-                "log.message.timestamp.after.max.ms": 3600000,
-                "num.network.threads": 2,
-                "num.io.threads": 4,
             }
         )
+    # Cluster-wide defaults on every process: in KRaft the controllers apply some of them
+    # (min.insync.replicas is the cluster's default, as the controller says).
+    lines.update(
+        {
+            "num.partitions": 6,
+            "default.replication.factor": replication,
+            "min.insync.replicas": min_isr,
+            "offsets.topic.replication.factor": replication,
+            "offsets.topic.num.partitions": 12,
+            "transaction.state.log.replication.factor": replication,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": replication,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            "group.initial.rebalance.delay.ms": 0,
+            "auto.create.topics.enable": "false",
+            "log.retention.hours": -1,
+            "log.message.timestamp.type": "CreateTime",
+            # Event time may lie far in the past (backfills, re-imported history).
+            "log.message.timestamp.before.max.ms": 9223372036854775807,
+            "log.message.timestamp.after.max.ms": 3600000,
+            "num.network.threads": 2,
+            "num.io.threads": 4,
+        }
+    )
     return "".join(f"{key}={value}\n" for key, value in lines.items())
