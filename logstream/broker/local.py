@@ -363,8 +363,12 @@ class LocalCluster:
     def stop(self, node_ids: list[int] | None = None, *, timeout_s: float = STOP_TIMEOUT_S) -> int:
         """SIGTERM, then SIGKILL after `timeout_s`; returns how many processes were stopped."""
         targets = [n for n in self.layout() if node_ids is None or n.node_id in node_ids]
-        pids = [pid for node in targets if (pid := self._read_pid(node)) is not None]
-        stopped = terminate(pids, timeout_s)
+        stopped: list[int] = []
+        # Brokers first: a broker's controlled shutdown asks the active controller, so the
+        # controllers must outlive it (a combined node carries its own controller).
+        for group in ([n for n in targets if n.is_broker], [n for n in targets if not n.is_broker]):
+            pids = [pid for node in group if (pid := self._read_pid(node)) is not None]
+            stopped += terminate(pids, timeout_s)
         for node in targets:
             self._pid_file(node).unlink(missing_ok=True)
         return len(stopped)

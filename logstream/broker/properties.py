@@ -64,7 +64,9 @@ def server_properties(
         "controller.listener.names": "CONTROLLER",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": data_dir,
-        **FAILOVER_PROPERTIES,
+        # One node has nothing to fail over to: Kafka's defaults, which never fence the only
+        # broker because a loaded machine delayed a heartbeat.
+        **(FAILOVER_PROPERTIES if broker_count >= 3 else {}),
     }
     if role != "controller":
         lines.update(

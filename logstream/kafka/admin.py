@@ -63,7 +63,12 @@ def create_topics(
                 outcome[name] = "exists"
             else:
                 raise LogstreamError(f"could not create topic {name!r}: {error}") from exc
-    wait_for_leaders(admin, {s.name: s.partitions for s in specs}, timeout_s)
+    # A topic that existed keeps its own partition count: wait for whatever it has.
+    wait_for_leaders(
+        admin,
+        {s.name: s.partitions if outcome[s.name] == "created" else 1 for s in specs},
+        timeout_s,
+    )
     return outcome
 
 

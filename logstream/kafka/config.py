@@ -82,8 +82,11 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
 
 
 def dead_letter_producer_config(settings: Settings) -> dict[str, Any]:
-    """Durable, unbatched (dead letters are rare) and quick to reconnect after an outage."""
-    return _with_resilience(producer_config(settings, **{"linger.ms": 0}))
+    """Durable, unbatched (dead letters are rare) and quick to reconnect after an outage.
+
+    No delivery deadline (`message.timeout.ms=0`): a dead letter queued during a long
+    broker outage must not fail for good; each flush attempt has its own bound instead."""
+    return _with_resilience(producer_config(settings, **{"linger.ms": 0, "message.timeout.ms": 0}))
 
 
 def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:

@@ -166,6 +166,8 @@ class Committer:
             self._attempt_started = time.monotonic()
             try:
                 self._dead_letters.flush(DLQ_ATTEMPT_TIMEOUT_S)
+                if job.abandoned:  # given up while the dead letters flushed: do not land late
+                    raise FlushAbandoned("flush abandoned before it was committed")
                 self._store.commit(job.flush)
             except Exception as exc:
                 if not (isinstance(exc, DeadLettersUnconfirmed) or is_transient_store_error(exc)):

@@ -63,15 +63,18 @@ def _decode(stored: EventIdRange) -> _Range:
 
 
 def _covered_from(ranges: list[EventIdRange], start: int) -> int:
-    """The lowest offset from which stored ranges cover [.., start) without a hole."""
+    """The lowest offset from which stored ranges cover [.., start) without a hole.
+
+    Ranges may overlap (a warm-up stores its whole span beside older, shorter ranges), so
+    coverage is extended by any range that reaches the covered part, until none does.
+    """
+    usable = [r for r in ranges if r.to_offset <= start]  # later ones cannot exist (fenced)
     covered = start
-    for rng in reversed(ranges):
-        if rng.to_offset > start:
-            continue  # cannot happen (ranges are fenced with positions); ignore if it does
-        if rng.to_offset != covered:
-            break
-        covered = rng.from_offset
-    return covered
+    while True:
+        reaching = [r.from_offset for r in usable if r.from_offset < covered <= r.to_offset]
+        if not reaching:
+            return covered
+        covered = min(reaching)
 
 
 class EventIdWindow:

@@ -3,6 +3,8 @@ naming the error, the view and the origin, so processing continues and nothing i
 
 from __future__ import annotations
 
+import threading
+
 from confluent_kafka import Message, Producer
 
 from logstream.errors import LogstreamError
@@ -29,6 +31,8 @@ class DeadLetters:
         self._view = view_name
         self._producer: Producer | None = None
         self._failures: list[str] = []
+        # Delivery reports arrive on the consume thread (poll), flush runs on the commit one.
+        self._failures_lock = threading.Lock()
 
     def send(self, msg: Message, error: Exception) -> None:
         if self._producer is None:
@@ -56,7 +60,8 @@ class DeadLetters:
 
     def _on_delivery(self, err: object, _msg: object) -> None:
         if err is not None:
-            self._failures.append(str(err))
+            with self._failures_lock:
+                self._failures.append(str(err))
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Block until every dead letter is acknowledged; offsets may only move after that.
@@ -67,8 +72,9 @@ class DeadLetters:
         if self._producer is None:
             return
         remaining = self._producer.flush(timeout_s)
-        if self._failures:
+        with self._failures_lock:
             failures, self._failures = self._failures, []
+        if failures:
             raise LogstreamError(
                 f"could not write {len(failures)} dead letter(s): "
                 f"{failures[:1]}; is the .dlq topic created (logstream topics create)?"

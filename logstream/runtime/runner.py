@@ -321,17 +321,20 @@ class ViewRunner:
                     continue
             try:
                 _writer, record = decode(msg.value())
-                if window is not None:
-                    event_id = record.get(id_field)
-                    if event_id is not None and window.repeat(tp, offset, event_id):
-                        next_offsets[tp] = offset + 1
-                        duplicates += 1
-                        continue
+            except Exception as exc:  # undecodable: a dead letter, not a stop
+                self._dead_letter(msg, exc)
+                next_offsets[tp] = offset + 1
+                continue
+            if window is not None:  # outside the try: a bug here must stop, not dead-letter
+                event_id = record.get(id_field)
+                if event_id is not None and window.repeat(tp, offset, event_id):
+                    next_offsets[tp] = offset + 1
+                    duplicates += 1
+                    continue
+            try:
                 keys = keys_of(record, ts)
-            except Exception as exc:  # undecodable or unappliable: a dead letter, not a stop
-                self._dead_letters.send(msg, exc)
-                pending.dead_letters += 1
-                self.result.dead_letters += 1
+            except Exception as exc:  # unappliable: a dead letter, not a stop
+                self._dead_letter(msg, exc)
                 next_offsets[tp] = offset + 1
                 continue
             for key in keys:
@@ -356,6 +359,11 @@ class ViewRunner:
         self.result.duplicates += duplicates
         if self.on_progress is not None:
             self.on_progress(len(messages))
+
+    def _dead_letter(self, msg: Message, exc: Exception) -> None:
+        self._dead_letters.send(msg, exc)
+        self._pending.dead_letters += 1
+        self.result.dead_letters += 1
 
     def _event_time_from_value(self, msg: Message, record_ms: int) -> int:
         """The event time of a record written without a timestamp, from its value."""
@@ -479,7 +487,12 @@ class ViewRunner:
             try:
                 consumer.seek(TopicPartition(tp[0], tp[1], offset))
             except KafkaException as exc:
-                log.warning("%s: seek %s failed: %s", self.group_id, tp, exc)
+                # Reading on from where we are would skip [stored, current): stop instead;
+                # a restart (the supervisor's) starts exactly at the stored offsets.
+                raise LogstreamError(
+                    f"{self.group_id}: cannot rewind {tp[0]}[{tp[1]}] to offset {offset} "
+                    f"after a fenced flush: {exc}"
+                ) from exc
         self._pending.track(tracked)
         self._guards = {tp: p for tp, p in tracked.items() if p and p.guard_offset is not None}
 

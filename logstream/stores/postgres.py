@@ -313,15 +313,8 @@ class PostgresViewStore(BaseViewStore):
                     ).format(ident),
                     list(initial.items()),
                 )
-            else:  # an older layout gains what it lacks (v2: event_ids)
-                conn.execute(sql.SQL(_EVENT_IDS_DDL).format(schema=ident))
-                conn.execute(
-                    sql.SQL(
-                        "UPDATE {}.meta SET value = %s WHERE key = 'schema_version' "
-                        "AND value::integer < %s"
-                    ).format(ident),
-                    (str(SCHEMA_VERSION), SCHEMA_VERSION),
-                )
+            else:
+                self._upgrade_layout(conn, ident)
             self._ensure_time_index(conn, ident)
             meta = dict(
                 conn.execute(sql.SQL("SELECT key, value FROM {}.meta").format(ident)).fetchall()
@@ -343,6 +336,21 @@ class PostgresViewStore(BaseViewStore):
                 f"schema {self.schema!r} keeps totals for {stored_totals}, the view now asks "
                 f"for {sorted(self.totals_series)}: bump the view version"
             )
+
+    @staticmethod
+    def _upgrade_layout(conn: psycopg.Connection[Any], ident: sql.Identifier) -> None:
+        """An older layout gains what it lacks (v2: event_ids); current and newer layouts
+        are not touched (so a read-only role can open them; a newer one is refused later)."""
+        row = conn.execute(
+            sql.SQL("SELECT value FROM {}.meta WHERE key = 'schema_version'").format(ident)
+        ).fetchone()
+        if row is None or int(row[0]) >= SCHEMA_VERSION:
+            return
+        conn.execute(sql.SQL(_EVENT_IDS_DDL).format(schema=ident))
+        conn.execute(
+            sql.SQL("UPDATE {}.meta SET value = %s WHERE key = 'schema_version'").format(ident),
+            (str(SCHEMA_VERSION),),
+        )
 
     @contextmanager
     def _tx(self, what: str, *, snapshot: bool = False) -> Iterator[psycopg.Cursor[Any]]:

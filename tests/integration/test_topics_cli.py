@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 from confluent_kafka.admin import AdminClient, ConfigResource
 
@@ -24,6 +25,13 @@ def test_topics_create_is_idempotent_and_retains_forever(kafka_bootstrap, unique
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     assert f"{prefix}likes: exists" in again.stdout
+    # Existing topics keep their own partition count: asking for more waits for nothing.
+    more = [*command[:-1], "12"]
+    started = time.monotonic()
+    bigger = subprocess.run(more, env=env, capture_output=True, text=True, timeout=120)
+    assert bigger.returncode == 0, bigger.stderr
+    assert f"{prefix}likes: exists" in bigger.stdout
+    assert time.monotonic() - started < 20
 
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     metadata = admin.list_topics(timeout=10)

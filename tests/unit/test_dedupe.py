@@ -152,3 +152,17 @@ def test_memory_stays_within_about_twice_the_horizon():
             window.close_ranges({TP: o + 1})
             most = max(most, window.held(TP))
     assert 100 <= most <= 2 * (100 + 7)
+
+
+def test_overlapping_ranges_after_a_warm_up_count_as_covered():
+    """A warm-up stores its whole span beside older, shorter ranges: no false hole."""
+
+    def rng(start: int, end: int) -> EventIdRange:
+        ids = [f"id-{o}" for o in range(start, end)]
+        payload = f"[{list(range(start, end))}, {ids}]".replace("'", '"').encode()
+        return EventIdRange("t", 0, start, end, payload)
+
+    window = EventIdWindow(horizon=1000)
+    stored = [rng(0, 400), rng(100, 200), rng(200, 250)]
+    assert window.start(TP, 400, stored) == 400  # covered from 0: nothing to re-read
+    assert window.repeat(TP, 400, "id-150")
