@@ -1,8 +1,8 @@
 """`EventProducer`: an asyncio face on a durable confluent-kafka producer.
 
-Why it exists: a 2xx from ingest promises that the broker has the event (DESIGN.md,
-invariant 1). `send` and `send_many` therefore resolve only on the broker's delivery report
-(`acks=all`, idempotent producer) and give up after a bound (`ingest_ack_timeout_s`) with
+Why it exists: a 2xx from ingest promises that the broker has the event
+(docs/architecture.md, invariant 1). `send` and `send_many` therefore resolve only on the
+broker's delivery report (`acks=all`, idempotent producer) and give up after a bound (`ingest_ack_timeout_s`) with
 `BrokerUnavailableError`, which the API turns into a 503.
 
 How it works:

@@ -1,7 +1,7 @@
 """Backfill: reset a view's offsets and the state those offsets produced, exactly.
 
 `targets` parses what is asked, `planner` decides (pure), `kafka_state` reads and writes
-Kafka, `execute` ties them together. See DESIGN.md invariants 3 and 4.
+Kafka, `execute` ties them together. See docs/architecture.md, invariants 3 and 4.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The Kafka facts a backfill needs, and the group-offset writes it makes, errors checked.
 
-Every admin result is checked per group and per partition (STYLE.md: confluent-kafka's
-adminapi example), because a partial success here would leave Kafka's committed offsets
+Every admin result is checked per group and per partition (docs/conventions.md), because
+ a partial success here would leave Kafka's committed offsets
 silently different from the store's.
 """
 

@@ -1,6 +1,6 @@
 """Pure backfill planning: from watermarks, stored positions and offsets-for-times to a Reset.
 
-No I/O here, so every rule of DESIGN.md invariant 3 can be unit-tested. The algorithm:
+No I/O here, so every rule of invariant 3 (docs/architecture.md) can be unit-tested. The algorithm:
 
 * Targets mirror `kafka-consumer-groups --reset-offsets` (see `resolve_targets`).
 * Backward partitions B (target < stored) and forward partitions F (target > stored) are not

@@ -1,4 +1,4 @@
-"""Admin operations with every per-partition / per-topic error checked (STYLE.md)."""
+"""Admin operations with every per-partition / per-topic error checked (docs/conventions.md)."""
 
 from __future__ import annotations
 

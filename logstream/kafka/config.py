@@ -1,4 +1,4 @@
-"""The only place that builds librdkafka configuration dicts (see STYLE.md: thin wrappers)."""
+"""The only place that builds librdkafka configuration dicts (docs/conventions.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The one consume loop every view runs on.
 
-Commit step, in order (see STYLE.md, quixstreams' Checkpoint.commit):
+Commit step, in order (docs/conventions.md, "One loop, one commit step"):
   1. flush dead letters (acks=all) so nothing skipped is lost;
   2. in ONE store transaction, add the batch's aggregated counter deltas and record each
      partition's next offset, fenced on the offset the batch started from;
