@@ -2,8 +2,8 @@
 
 Why it exists: a 2xx from ingest promises that the broker has the event
 (docs/architecture.md, invariant 1). `send` and `send_many` therefore resolve only on the
-broker's delivery report (`acks=all`, idempotent producer) and give up after a bound (`ingest_ack_timeout_s`) with
-`BrokerUnavailableError`, which the API turns into a 503.
+broker's delivery report (`acks=all`, idempotent producer) and give up after a bound
+(`ingest_ack_timeout_s`) with `BrokerUnavailableError`, which the API turns into a 503.
 
 How it works:
 - The librdkafka client is created by `start()` (awaited in the app's lifespan, so once per

@@ -1,8 +1,8 @@
 """The Kafka facts a backfill needs, and the group-offset writes it makes, errors checked.
 
-Every admin result is checked per group and per partition (docs/conventions.md), because
- a partial success here would leave Kafka's committed offsets
-silently different from the store's.
+Every admin result is checked per group and per partition (docs/conventions.md), because a
+partial success here would leave Kafka's committed offsets silently different from the
+store's.
 """
 
 from __future__ import annotations
