@@ -141,21 +141,23 @@ class ViewRunner:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._settle(consumer, in_rebalance=True)
         self._held = None
-        stored = self.store.positions()
-        self._guards.clear()
-        tracked: dict[TP, Position | None] = {}
+        offsets = self._start_from_store([(tp.topic, tp.partition) for tp in partitions])
         for tp in partitions:
-            key = (tp.topic, tp.partition)
-            position = stored.get(key)
-            tp.offset = self._start_offset(key, position)
-            tracked[key] = position
-            if position is not None and position.guard_offset is not None:
-                self._guards[key] = position
-        self._pending.track(tracked)
-        self._assigned = set(tracked)
+            tp.offset = offsets[(tp.topic, tp.partition)]
+        self._assigned = set(offsets)
         self._assignment_seen = True
         consumer.assign(partitions)
-        log.info("%s: assigned %s", self.group_id, sorted(tracked))
+        log.info("%s: assigned %s", self.group_id, sorted(offsets))
+
+    def _start_from_store(self, tps: list[TP]) -> dict[TP, int]:
+        """(Re)start `tps` at their stored positions: track them for fencing, take their
+        backfill guards, and return where to read each from (see `_start_offset`)."""
+        stored = self.store.positions()
+        tracked = {tp: stored.get(tp) for tp in tps}
+        offsets = {tp: self._start_offset(tp, position) for tp, position in tracked.items()}
+        self._pending.track(tracked)
+        self._guards = {tp: p for tp, p in tracked.items() if p and p.guard_offset is not None}
+        return offsets
 
     def _start_offset(self, tp: TP, position: Position | None) -> int:
         """Where to seek `tp`: its stored offset, or earlier when event ids must be re-read."""
@@ -478,12 +480,7 @@ class ViewRunner:
 
     def _rewind(self, consumer: Consumer) -> None:
         """After a fenced flush, seek every assigned partition back to its stored position."""
-        stored = self.store.positions()
-        tracked: dict[TP, Position | None] = {}
-        for tp in self._assigned:
-            position = stored.get(tp)
-            tracked[tp] = position
-            offset = self._start_offset(tp, position)
+        for tp, offset in self._start_from_store(sorted(self._assigned)).items():
             try:
                 consumer.seek(TopicPartition(tp[0], tp[1], offset))
             except KafkaException as exc:
@@ -493,8 +490,6 @@ class ViewRunner:
                     f"{self.group_id}: cannot rewind {tp[0]}[{tp[1]}] to offset {offset} "
                     f"after a fenced flush: {exc}"
                 ) from exc
-        self._pending.track(tracked)
-        self._guards = {tp: p for tp, p in tracked.items() if p and p.guard_offset is not None}
 
     def _caught_up(self) -> bool:
         """Every assigned partition has been read up to its target (flushed or not)."""
