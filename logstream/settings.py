@@ -111,6 +111,17 @@ class Settings(BaseSettings):
         description="Prometheus metrics: `/metrics` on the server, hooks in the consumers; "
         "off, neither is served nor counted (to measure what they cost).",
     )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Bind address of each consumer's metrics port (`consume --metrics-port`).",
+    )
+    consumer_metrics_port: int = Field(
+        default=9101,
+        ge=0,
+        le=65535,
+        description="`logstream stack` serves the metrics of the i-th view's consumer (in "
+        "the order `logstream views` lists them) on this port + i; 0: no metrics ports.",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text",
         description="`json`: one JSON object per log line, for every process.",
