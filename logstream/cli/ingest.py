@@ -2,7 +2,8 @@
 
 The app is built by a factory in each worker process, so every worker gets its own Kafka
 producer after the fork. With several workers and metrics on, they share a multiprocess
-metrics folder (logstream/metrics/exposition.py) so that /metrics counts every worker. SIGTERM/Ctrl-C: uvicorn stops accepting, lets in-flight requests
+metrics folder (logstream/metrics/exposition.py) so that /metrics counts every worker.
+SIGTERM/Ctrl-C: uvicorn stops accepting, lets in-flight requests
 get their broker acknowledgement (up to the graceful-shutdown timeout), then the lifespan
 flushes the producer; no request answered 2xx is lost.
 """
@@ -32,6 +33,7 @@ def ingest(
 ) -> None:
     """Serve the HTTP ingest API (POST /v1/events/..., GET /readyz, docs at /docs)."""
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from logstream.logs import uvicorn_log_config
 
@@ -53,5 +55,5 @@ def ingest(
         # In-flight requests wait at most the ack bound; give them that, plus a margin.
         timeout_graceful_shutdown=int(settings.ingest_ack_timeout_s) + 5,
         log_level="info",
-        **({"log_config": log_config} if log_config is not None else {}),
+        log_config=log_config or LOGGING_CONFIG,
     )

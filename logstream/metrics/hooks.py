@@ -91,7 +91,18 @@ class ConsumerHooks:
             return [ViewTarget(view, version, versions.current(view.name) == version)]
 
         self.registry.register(ViewsCollector(settings, targets, store_for, ends, times))
-        stop_server = serve_metrics(self.registry, settings.metrics_host, self.port or 0)
+        try:
+            stop_server = serve_metrics(self.registry, settings.metrics_host, self.port or 0)
+        except OSError as exc:  # the view matters more than its metrics: go on without
+            log.error(
+                "cannot serve metrics on %s:%s (%s); consuming without them",
+                settings.metrics_host,
+                self.port,
+                exc,
+            )
+            times.close()
+            ends.close()
+            return
         log.info("metrics on http://%s:%s/metrics", settings.metrics_host, self.port)
 
         def close() -> None:
