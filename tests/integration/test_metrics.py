@@ -7,6 +7,8 @@ Real processes, as `make up` runs them: `logstream ingest --workers 2` and one
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,3 +117,15 @@ def test_counters_equal_what_was_sent_and_applied_and_lag_rises_and_recovers(sta
     assert by_view[victim]["lag_offsets"] == 0
     assert by_view[victim]["applied"] == sent + late
     assert status["ingest"]["events_accepted"] == sent + late
+
+    # LOGSTREAM_LOG_FORMAT=json (set for the whole stack): Python's log records are JSON
+    # objects, the consumers' with their view and the partitions they were assigned.
+    text_record = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d\S* (INFO|WARNING|ERROR) ")
+    for name in ("ingest", *VIEWS):
+        lines = (stack.logs / f"{name}.log").read_text(errors="replace").splitlines()
+        assert not [ln for ln in lines if text_record.match(ln) or ln.startswith("INFO:")]
+        records = [json.loads(ln) for ln in lines if ln.startswith("{")]
+        assert records, name
+        if name != "ingest":
+            assigned = [r for r in records if r.get("partitions")]
+            assert assigned and all(r["view"] == name for r in assigned), name
