@@ -10,11 +10,12 @@ flushes the producer; no request answered 2xx is lost.
 
 from __future__ import annotations
 
-from typing import Annotated
+import shutil
+from typing import Annotated, Any
 
 import typer
 
-from logstream.settings import load_settings
+from logstream.settings import Settings, load_settings
 
 __all__ = ["ingest"]
 
@@ -32,19 +33,36 @@ def ingest(
     ] = False,
 ) -> None:
     """Serve the HTTP ingest API (POST /v1/events/..., GET /readyz, docs at /docs)."""
-    import uvicorn
     from uvicorn.config import LOGGING_CONFIG
 
     from logstream.logs import uvicorn_log_config
 
     settings = load_settings()  # fail here, with one line, on a bad setting
     processes = workers or settings.ingest_workers
+    shared = None
     if settings.metrics and processes > 1:
         # Before the workers start: each writes its counters there, a scrape sums them.
         from logstream.metrics.exposition import prepare_multiprocess_dir
 
-        prepare_multiprocess_dir()
+        shared = prepare_multiprocess_dir()
     log_config = uvicorn_log_config(settings.log_format)
+    try:
+        _serve(settings, host, port, processes, access_log, log_config or LOGGING_CONFIG)
+    finally:
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
+
+
+def _serve(
+    settings: Settings,
+    host: str | None,
+    port: int | None,
+    processes: int,
+    access_log: bool,
+    log_config: dict[str, Any],
+) -> None:
+    import uvicorn
+
     uvicorn.run(
         APP_FACTORY,
         factory=True,
@@ -55,5 +73,5 @@ def ingest(
         # In-flight requests wait at most the ack bound; give them that, plus a margin.
         timeout_graceful_shutdown=int(settings.ingest_ack_timeout_s) + 5,
         log_level="info",
-        log_config=log_config or LOGGING_CONFIG,
+        log_config=log_config,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +64,12 @@ def test_counters_equal_what_was_sent_and_applied_and_lag_rises_and_recovers(sta
         assert value(server, "logstream_ingest_broker_ack_seconds_count") == singles + batches
         routes = {dict(labels).get("route", "") for (_n, labels) in server}
         assert not any("example.com" in r or "shares" in r for r in routes), routes
+
+    # ... because the workers run in multiprocess mode: each writes its own counter file.
+    shared = Path(tempfile.gettempdir()) / f"logstream-metrics-{stack.procs['ingest'].pid}"
+    writers = {f.stem.split("_")[-1] for f in shared.glob("counter_*.db")}
+    assert writers, f"no multiprocess counter files in {shared}"
+    print(f"ingest workers that counted requests: {len(writers)}")
 
     # Each consumer applied exactly what was sent; nothing is behind.
     for view in VIEWS:
