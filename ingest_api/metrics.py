@@ -32,8 +32,15 @@ EVENTS_PREFIX = "/v1/events/"
 UNMATCHED = "unmatched"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 QUEUE_SAMPLE_S = 1.0
-_REASONS = {400: "bad_request", 404: "unknown_event_type", 413: "payload_too_large",
-            415: "unsupported_media_type", 422: "validation_failed", 503: "unavailable"}
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+_REASONS = {
+    400: "bad_request",
+    404: "unknown_event_type",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    503: "unavailable",
+}
 
 
 class IngestMetrics:
@@ -85,13 +92,26 @@ class IngestMetrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        # (route template, method, status) -> its counter and histogram children. Bounded:
+        # templates, methods and statuses are finite sets.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe_request(self, scope: Scope, status: int, seconds: float) -> None:
         route = scope.get("route")
         template = getattr(route, "path", None) or UNMATCHED
         method = scope.get("method", "")
-        self.requests.labels(template, method, str(status)).inc()
-        self.latency.labels(template, method).observe(seconds)
+        if method not in METHODS:  # any token is a valid method: keep the label bounded
+            method = "other"
+        key = (template, method, status)
+        children = self._children.get(key)
+        if children is None:  # labels() validates and locks: do it once per combination
+            children = (
+                self.requests.labels(template, method, str(status)),
+                self.latency.labels(template, method),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
         if method == "POST" and template.startswith(EVENTS_PREFIX):
             self._count_events(scope, status)
         if status == 503:

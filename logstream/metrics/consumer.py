@@ -24,15 +24,24 @@ FLUSH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 _TOTALS = (
     ("events_applied", "logstream_consumer_events_applied", "Events applied to the view"),
-    ("events_skipped", "logstream_consumer_events_skipped",
-     "Events skipped: below a backfill's cut-off time (already counted)"),
+    (
+        "events_skipped",
+        "logstream_consumer_events_skipped",
+        "Events skipped: below a backfill's cut-off time (already counted)",
+    ),
     ("duplicates", "logstream_consumer_duplicates", "Retries recognised by event_id, not applied"),
     ("dead_letters", "logstream_consumer_dead_letters", "Messages sent to the dead-letter topic"),
     ("flushes", "logstream_consumer_flushes", "Flushes handed to the store"),
-    ("fenced", "logstream_consumer_fenced_commits",
-     "Flushes refused by the store's fencing (another member moved the offsets)"),
-    ("rebalances", "logstream_consumer_rebalances",
-     "Partition assignments, revocations and losses"),
+    (
+        "fenced",
+        "logstream_consumer_fenced_commits",
+        "Flushes refused by the store's fencing (another member moved the offsets)",
+    ),
+    (
+        "rebalances",
+        "logstream_consumer_rebalances",
+        "Partition assignments, revocations and losses",
+    ),
 )
 
 

@@ -64,9 +64,9 @@ def test_dashboard_shows_the_api_numbers_and_follows_new_events(stack: Stack):
             page = browser.new_page(viewport={"width": 1100, "height": 640})
             page.on(
                 "console",
-                lambda m: problems.append(f"console {m.type}: {m.text}")
-                if m.type == "error"
-                else None,
+                lambda m: (
+                    problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None
+                ),
             )
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.goto(f"{stack.base}/dashboard?refresh=500")

@@ -82,7 +82,7 @@ def alert_rules() -> list[dict[str, Any]]:
 
 def test_the_name_parser_finds_metric_names_only():
     expr = (
-        'histogram_quantile(0.99, sum by (le, route) '
+        "histogram_quantile(0.99, sum by (le, route) "
         '(rate(logstream_http_request_duration_seconds_bucket{route=~"/v1.*"}[5m]))) '
         '/ scalar(up{job="x"}) > 0.5'
     )
