@@ -75,8 +75,8 @@ class IngestMetrics:
         )
         self.unavailable = Counter(
             "logstream_ingest_unavailable",
-            "503 answers, by cause (queue_full, ack_timeout, delivery_failed, refused, "
-            "partial_batch, starting, not_ready)",
+            "503 answers to event writes, by cause (queue_full, ack_timeout, delivery_failed, "
+            "refused, partial_batch, unavailable: starting or stopping)",
             ["cause"],
             registry=registry,
         )
@@ -114,15 +114,19 @@ class IngestMetrics:
         children[1].observe(seconds)
         if method == "POST" and template.startswith(EVENTS_PREFIX):
             self._count_events(scope, status)
-        if status == 503:
-            state = scope.get("state") or {}
-            cause = (
-                state.get("unavailable_cause")
-                or ("partial_batch" if state.get("events_failed") else None)
-                or state.get("error_code")
-                or "unavailable"
-            )
-            self.unavailable.labels(cause).inc()
+            if status == 503:
+                self._count_unavailable(scope)
+
+    def _count_unavailable(self, scope: Scope) -> None:
+        """A 503 of the write path, by cause (the producer's, else the error code)."""
+        state = scope.get("state") or {}
+        cause = (
+            state.get("unavailable_cause")
+            or ("partial_batch" if state.get("events_failed") else None)
+            or state.get("error_code")
+            or "unavailable"
+        )
+        self.unavailable.labels(cause).inc()
 
     def _count_events(self, scope: Scope, status: int) -> None:
         state = scope.get("state") or {}

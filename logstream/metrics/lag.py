@@ -44,7 +44,7 @@ class PartitionLagNow:
     log_start: int
     log_end: int
     lag_offsets: int
-    lag_seconds: float
+    lag_seconds: float | None  # None: its oldest unapplied record could not be read now
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,12 @@ class ViewLag:
         return sum(p.lag_offsets for p in self.partitions)
 
     @property
-    def seconds(self) -> float:
-        return max((p.lag_seconds for p in self.partitions), default=0.0)
+    def seconds(self) -> float | None:
+        """The largest partition lag in seconds; None when one of them is unknown."""
+        values = [p.lag_seconds for p in self.partitions]
+        if any(v is None for v in values):
+            return None
+        return max((v for v in values if v is not None), default=0.0)
 
     @property
     def progress(self) -> float:
@@ -148,11 +152,10 @@ def view_lag(
     partitions = []
     for topic, partition, applied, low, high in rows:
         lag = max(0, high - applied)
-        seconds = 0.0
+        seconds: float | None = 0.0
         if lag:
             ts = stamps.get((topic, partition, applied))
-            # Unreadable right now: at least as old as the last time it was read; say 0
-            # rather than invent an age (the offsets still show the lag).
-            seconds = max(0.0, (now - ts) / 1000) if ts is not None else 0.0
+            # Unreadable right now (broker slow or away): unknown, never a made-up 0.
+            seconds = max(0.0, (now - ts) / 1000) if ts is not None else None
         partitions.append(PartitionLagNow(topic, partition, applied, low, high, lag, seconds))
     return ViewLag(partitions)

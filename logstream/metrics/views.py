@@ -10,6 +10,7 @@ kafka-lag-exporter's `group`.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -55,7 +56,7 @@ class ViewStatus:
             "version": self.target.version,
             "current": self.target.current,
             "lag_offsets": lag.offsets if lag else None,
-            "lag_seconds": round(lag.seconds, 3) if lag else None,
+            "lag_seconds": round(lag.seconds, 3) if lag and lag.seconds is not None else None,
             "applied": sum(p.applied for p in lag.partitions) if lag else None,
             "log_end": sum(p.log_end for p in lag.partitions) if lag else None,
             "progress": round(lag.progress, 4) if lag else None,
@@ -103,7 +104,8 @@ class ViewsCollector(Collector):
         )
         seconds = GaugeMetricFamily(
             "logstream_view_lag_seconds",
-            "Age of the oldest record the view has not applied (0 when caught up)",
+            "Age of the oldest record the view has not applied (0 when caught up; NaN when "
+            "that record cannot be read right now)",
             labels=["view"],
         )
         applied = GaugeMetricFamily(
@@ -133,7 +135,8 @@ class ViewsCollector(Collector):
             dead.add_metric([group], status.dead_letters)
             if status.lag is None:
                 continue
-            seconds.add_metric([group], status.lag.seconds)
+            lag_s = status.lag.seconds
+            seconds.add_metric([group], math.nan if lag_s is None else lag_s)
             progress.add_metric([group], status.lag.progress)
             for p in status.lag.partitions:
                 labels = [group, p.topic, str(p.partition)]
