@@ -1,6 +1,7 @@
 """Ingest benchmark: `make bench-ingest` (or `python benchmarks/ingest.py [--duration S]`).
 
-Measures, in one run and on the same server settings (uvicorn, 1 worker, no access log):
+Measures, in one run and on the same server settings (uvicorn, 1 worker, no access log;
+metrics on unless `LOGSTREAM_METRICS=false`, to measure what they cost):
 - single-event POST /v1/events/likes: requests/s, p50/p99 latency at concurrency 32 and 128;
 - the same against a no-op FastAPI POST endpoint (reads the body, answers 202): the
   framework's ceiling;

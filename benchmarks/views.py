@@ -22,7 +22,9 @@ cProfile of one view run, consume thread and commit thread separately.
 
 Broker: LOGSTREAM_BENCH_BOOTSTRAP if set, else a private local broker on free ports in a
 temporary folder. Other LOGSTREAM_* variables (e.g. LOGSTREAM_CONSUME_BATCH_SIZE) reach
-the runs, so a tuning can be compared. Prints a readable table and then a JSON document;
+the runs, so a tuning can be compared; `LOGSTREAM_METRICS=false` runs the views without the
+metrics hooks and port that `logstream consume --metrics-port` attaches (on by default), to
+measure what metrics cost. Prints a readable table and then a JSON document;
 exits 0 whether or not the targets are met (PASS/MISS is printed per target).
 """
 
@@ -206,6 +208,7 @@ def child_view(args: argparse.Namespace) -> None:
     """One view built from scratch by the real runtime into a fresh SQLite store."""
     from consumers import VIEWS
     from logstream.gc_tuning import freeze_startup_heap
+    from logstream.metrics.hooks import ConsumerHooks
     from logstream.runtime.runner import ViewRunner
     from logstream.stores.factory import open_view_store
 
@@ -214,6 +217,8 @@ def child_view(args: argparse.Namespace) -> None:
         settings = _settings(args.bootstrap, Path(tmp))
         codec = _codec(settings)
         store = open_view_store(None, settings.data_dir, view)
+        # What `logstream consume --metrics-port` attaches (LOGSTREAM_METRICS=false: nothing).
+        hooks = ConsumerHooks(settings, view, "v1", port=0)
         try:
             runner = ViewRunner(
                 settings,
@@ -223,13 +228,17 @@ def child_view(args: argparse.Namespace) -> None:
                 topics=(args.topic,),
                 group_id=args.group,
                 until_caught_up=True,
+                on_progress=hooks.on_progress(),
+                on_commit=hooks.on_commit,
             )
+            hooks.start(lambda: runner.result)
             freeze_startup_heap()  # what `logstream consume` does before running
             wall_start = time.time()
             started = time.perf_counter()
             result = runner.run()
             seconds = time.perf_counter() - started
         finally:
+            hooks.stop()
             store.close()
         db_bytes = sum(f.stat().st_size for f in Path(tmp).rglob("*.sqlite*"))
     _emit(

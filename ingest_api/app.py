@@ -18,11 +18,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ingest_api.errors import install_error_handlers
-from ingest_api.routes import contract, events, health
+from ingest_api.routes import contract, events, health, operations
 from ingest_api.service import LIKE, IngestState
 from ingest_api.view_readers import ViewReaders
 from logstream.codec import Codec
 from logstream.gc_tuning import freeze_startup_heap
+from logstream.metrics.lag import RecordTimes
+from logstream.metrics.views import ViewsCollector, ViewTarget
 from logstream.producer import EventProducer
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import Settings, load_settings
@@ -54,13 +56,17 @@ def create_app(
             raise RuntimeError(f"no {LIKE!r} event type in {catalogue.path}")
         producer = EventProducer(resolved)
         await producer.start()
+        sampler = start_producer_metrics(app, producer)
         app.state.ingest = IngestState(resolved, Codec(catalogue), producer, topics)
         freeze_startup_heap()
         try:
             yield
         finally:
             app.state.ingest = None
+            if sampler is not None:
+                sampler.cancel()
             await asyncio.to_thread(app.state.view_readers.close)  # reopened lazily
+            await asyncio.to_thread(app.state.record_times.close)
             left = await producer.close(SHUTDOWN_FLUSH_S)
             if left:
                 log.error("%d message(s) not delivered at shutdown (none was acknowledged)", left)
@@ -75,12 +81,65 @@ def create_app(
     app.state.settings = resolved
     app.state.view_readers = ViewReaders(resolved)
     install_error_handlers(app)
+    install_operations(app, resolved)
     app.include_router(events.router)  # first: the most frequent requests match at once
     app.include_router(health.router)
     app.include_router(contract.router)
+    app.include_router(operations.router)
     # --- read router (owned by the lead): /v1/views/... ------------------------------------
     # Included when `ingest_api/routes/views.py` exists; an error inside it still surfaces.
     if importlib.util.find_spec(VIEWS_ROUTER_MODULE) is not None:
         views = importlib.import_module(VIEWS_ROUTER_MODULE)
         app.include_router(views.router)
     return app
+
+
+def install_operations(app: FastAPI, settings: Settings) -> None:
+    """View lag for `/v1/status` and `/metrics`; with metrics on, the HTTP and ingest
+    counters (a middleware) and the registry a scrape reads."""
+    from consumers import VIEWS
+
+    readers: ViewReaders = app.state.view_readers
+    registry = readers.versions
+
+    def targets() -> list[ViewTarget]:
+        out = []
+        for view in VIEWS.values():
+            current = registry.current(view.name)
+            out += [ViewTarget(view, v, v == current) for v in registry.versions(view.name)]
+        return out
+
+    app.state.record_times = RecordTimes(settings)
+    collector = ViewsCollector(
+        settings,
+        targets,
+        lambda target: readers.store_of(target.view, target.version),
+        readers.end_offsets,
+        app.state.record_times,
+    )
+    app.state.views_collector = collector
+    app.state.counters_registry = None
+    app.state.ingest_metrics = None
+    if not settings.metrics:
+        return
+    from prometheus_client import CollectorRegistry
+
+    from ingest_api.metrics import IngestMetrics, install
+    from logstream.metrics.exposition import registry_of, scrape_registry
+
+    own = CollectorRegistry()
+    app.state.ingest_metrics = IngestMetrics(own)
+    app.state.counters_registry = scrape_registry(own)
+    app.state.views_registry = registry_of(collector)
+    install(app, app.state.ingest_metrics)
+
+
+def start_producer_metrics(app: FastAPI, producer: EventProducer) -> asyncio.Task[None] | None:
+    """Broker ack latency and the producer queue gauge, when metrics are on."""
+    metrics = app.state.ingest_metrics
+    if metrics is None:
+        return None
+    from ingest_api.metrics import sample_queue_depth
+
+    producer.on_ack = metrics.ack.observe
+    return asyncio.get_running_loop().create_task(sample_queue_depth(producer, metrics.queue))

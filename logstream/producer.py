@@ -35,7 +35,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -65,12 +65,14 @@ _QUEUE_FULL_RETRY_S = 0.005
 class BrokerUnavailableError(LogstreamError):
     """The broker did not acknowledge in time, the local queue is full, or delivery failed.
 
-    `retry_after_s` is a hint for the HTTP `Retry-After` header.
+    `retry_after_s` is a hint for the HTTP `Retry-After` header; `cause` is one word for
+    metrics: queue_full, ack_timeout, delivery_failed or refused.
     """
 
-    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+    def __init__(self, message: str, *, retry_after_s: int = 1, cause: str = "refused") -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.cause = cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +179,8 @@ class EventProducer:
         # the poll task expires them, which is cheaper than one timer per request.
         self._deadlines: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self._serving: asyncio.AbstractEventLoop | None = None  # set while poll() runs on it
+        # Metrics hook: seconds from a send to the broker's acknowledgement, once per call.
+        self.on_ack: Callable[[float], None] | None = None
 
     # ----- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -227,23 +231,33 @@ class EventProducer:
     def started(self) -> bool:
         return self._producer is not None
 
+    @property
+    def queue_depth(self) -> int:
+        """Messages produced and not yet acknowledged (librdkafka's local queue)."""
+        producer = self._producer
+        return len(producer) if producer is not None else 0
+
     # ----- sending -------------------------------------------------------------------------
     async def send(self, topic: str, key: bytes, value: bytes, timestamp_ms: int) -> Delivery:
         """Write one message; returns once the broker acknowledged it, within the bound."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ack_timeout_s
+        started = loop.time()
+        deadline = started + self.ack_timeout_s
         future: asyncio.Future[Any] = loop.create_future()
         callback = partial(self._on_single_delivery, future)
         if not self._produce(topic, key, value, timestamp_ms, callback):  # queue full: wait
             await self._enqueue(topic, key, value, timestamp_ms, callback, deadline)
         if loop is self._loop:
             self._deadlines.append((deadline, future))
-            return await future
-        timer = loop.call_at(deadline, _expire, future, self.ack_timeout_s)
-        try:
             result = await future
-        finally:
-            timer.cancel()
+        else:
+            timer = loop.call_at(deadline, _expire, future, self.ack_timeout_s)
+            try:
+                result = await future
+            finally:
+                timer.cancel()
+        if self.on_ack is not None:
+            self.on_ack(loop.time() - started)
         return result
 
     async def send_many(self, messages: Sequence[OutgoingMessage]) -> list[SendOutcome]:
@@ -274,6 +288,8 @@ class EventProducer:
                 pass
             finally:
                 timer.cancel()
+        if self.on_ack is not None and enqueued:
+            self.on_ack(loop.time() - (deadline - self.ack_timeout_s))
         not_sent = f"not sent: {failure}" if failure else "not sent"
         timed_out = "the broker did not acknowledge the write in time"
         return [
@@ -299,6 +315,7 @@ class EventProducer:
                 raise BrokerUnavailableError(
                     "the producer queue is full (the broker is slow or unreachable)",
                     retry_after_s=1,
+                    cause="queue_full",
                 )
             await asyncio.sleep(_QUEUE_FULL_RETRY_S)
 
@@ -428,7 +445,11 @@ class EventProducer:
             outcome: Any = Delivery(msg.topic(), msg.partition(), msg.offset())
         else:
             outcome = BrokerUnavailableError(
-                _delivery_error_text(err), retry_after_s=self._retry_after()
+                _delivery_error_text(err),
+                retry_after_s=self._retry_after(),
+                cause="ack_timeout"
+                if err.code() == KafkaError._MSG_TIMED_OUT
+                else "delivery_failed",
             )
         if self._serving is not None and future.get_loop() is self._serving:
             _settle(((future, outcome),))  # inside the poll task: settle right away
@@ -460,5 +481,6 @@ def _expire(future: asyncio.Future[Any], bound_s: float) -> None:
             BrokerUnavailableError(
                 f"the broker did not acknowledge within {bound_s:g}s",
                 retry_after_s=max(1, math.ceil(bound_s)),
+                cause="ack_timeout",
             )
         )

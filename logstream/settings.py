@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -103,6 +103,28 @@ class Settings(BaseSettings):
         description="Per partition: an event whose event_id appeared within this many "
         "preceding offsets of the same partition is a retry and is not applied by any view. "
         "Part of every view's definition (rebuild after changing it); 0 turns it off.",
+    )
+
+    # Operations (README "Operations")
+    metrics: bool = Field(
+        default=True,
+        description="Prometheus metrics: `/metrics` on the server, hooks in the consumers; "
+        "off, neither is served nor counted (to measure what they cost).",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Bind address of each consumer's metrics port (`consume --metrics-port`).",
+    )
+    consumer_metrics_port: int = Field(
+        default=9101,
+        ge=0,
+        le=65535,
+        description="`logstream stack` serves the metrics of the i-th view's consumer (in "
+        "the order `logstream views` lists them) on this port + i; 0: no metrics ports.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`json`: one JSON object per log line, for every process.",
     )
 
     def replication_for(self, nodes: int | None = None) -> int:

@@ -24,6 +24,7 @@ from ingest_api.binary import (
 from ingest_api.body import JSON, NDJSON, media_type, parse_json, parse_ndjson, read_body
 from ingest_api.deps import state_of
 from ingest_api.errors import ApiError
+from ingest_api.metrics import note_events
 from ingest_api.models import (
     BatchAccepted,
     BatchFailed,
@@ -158,6 +159,7 @@ async def post_like_batch(request: Request) -> JSONResponse:
         items = parse_json(body)
         if not isinstance(items, list):
             raise ApiError(422, "validation_failed", "a batch is a JSON array of events")
+    note_events(request, received=len(items))
     if len(items) > settings.ingest_max_batch_events:
         raise ApiError(
             413,
@@ -184,6 +186,7 @@ async def post_like_batch(request: Request) -> JSONResponse:
             entry.update(status="failed", error=outcome.error)
         results.append(entry)
     written = sum(1 for o in outcomes if o.ok)
+    note_events(request, written=written, failed=len(results) - written)
     if written == len(results):
         return FastJSONResponse({"accepted": written, "events": results}, status_code=202)
     failed = len(results) - written

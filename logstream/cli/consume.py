@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 from typing import Annotated
@@ -12,6 +11,8 @@ import typer
 from logstream.cli.output import say
 from logstream.codec import Codec
 from logstream.gc_tuning import freeze_startup_heap
+from logstream.logs import configure_logging, set_log_context
+from logstream.metrics.hooks import ConsumerHooks
 from logstream.runtime import RunResult, ViewRunner
 from logstream.runtime.bounded import call_bounded
 from logstream.runtime.plan import partition_lags
@@ -35,8 +36,10 @@ def run_view(
     *,
     until_caught_up: bool,
     progress: bool,
+    metrics_port: int | None = None,
 ) -> tuple[str, RunResult]:
-    """Consume one version of a view as its own group (`name` or `name@vN`)."""
+    """Consume one version of a view as its own group (`name` or `name@vN`); with
+    `metrics_port` (and metrics on), serve its Prometheus metrics there."""
     from consumers import get_view
 
     spec = get_view(view_name)
@@ -66,6 +69,8 @@ def run_view(
             smoothing=0.1,
             dynamic_ncols=True,
         )
+    set_log_context(view=namespace)
+    hooks = ConsumerHooks(settings, spec, version, metrics_port)
     runner = ViewRunner(
         settings,
         spec,
@@ -73,14 +78,17 @@ def run_view(
         Codec(catalogue),
         group_id=namespace,
         until_caught_up=until_caught_up,
-        on_progress=bar.update if bar is not None else None,
+        on_progress=hooks.on_progress(bar.update if bar is not None else None),
+        on_commit=hooks.on_commit,
     )
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runner.stop())
+    hooks.start(lambda: runner.result)
     freeze_startup_heap()  # a long-lived process: keep the collector off the start-up heap
     try:
         result = runner.run()
     finally:
+        hooks.stop()
         if bar is not None:
             bar.close()
         # A flush given up at shutdown may still hold the store (e.g. a busy SQLite file);
@@ -99,13 +107,26 @@ def consume(
         bool, typer.Option(help="progress bar (with --until-caught-up, on a terminal)")
     ] = True,
     version: VersionOpt = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=1,
+            max=65535,
+            help="serve Prometheus metrics on this port (LOGSTREAM_METRICS_HOST) at /metrics",
+        ),
+    ] = None,
 ) -> None:
     """Build VIEW from the log, exactly once; runs until SIGTERM/Ctrl-C unless --until-caught-up."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    settings = load_settings()
+    configure_logging(settings.log_format)
     namespace, result = run_view(
-        load_settings(), view, version, until_caught_up=until_caught_up, progress=progress
+        settings,
+        view,
+        version,
+        until_caught_up=until_caught_up,
+        progress=progress,
+        metrics_port=metrics_port,
     )
     say(
         f"{namespace}: applied {result.events_applied} event(s), "

@@ -32,10 +32,23 @@ def _services(settings: Settings) -> list[ServiceSpec]:
 
     exe = [sys.executable, "-m", "logstream"]
     specs = [ServiceSpec("ingest", [*exe, "ingest"])]
-    specs += [
-        ServiceSpec(f"consume-{name}", [*exe, "consume", name, "--no-progress"]) for name in VIEWS
-    ]
+    ports = consumer_metrics_ports(settings)
+    for name in VIEWS:
+        argv = [*exe, "consume", name, "--no-progress"]
+        if name in ports:
+            argv += ["--metrics-port", str(ports[name])]
+        specs.append(ServiceSpec(f"consume-{name}", argv))
     return specs
+
+
+def consumer_metrics_ports(settings: Settings) -> dict[str, int]:
+    """The metrics port of each view's consumer: LOGSTREAM_CONSUMER_METRICS_PORT + i."""
+    from consumers import VIEWS
+
+    base = settings.consumer_metrics_port
+    if not settings.metrics or base == 0:
+        return {}
+    return {name: base + i for i, name in enumerate(VIEWS)}
 
 
 def _wait_http(host: str, port: int, timeout_s: float = 30.0) -> bool:
@@ -108,7 +121,9 @@ def up(
         if state.name in wanted:
             say(f"{state.name}: pid {state.pid}, log {state.log}")
     base = f"http://{settings.ingest_host}:{settings.ingest_port}"
-    say(f"ingest and query API: {base} (docs: {base}/docs)")
+    say(f"ingest and query API: {base} (docs: {base}/docs, dashboard: {base}/dashboard)")
+    for name, port in consumer_metrics_ports(settings).items():
+        say(f"metrics of consume-{name}: http://{settings.metrics_host}:{port}/metrics")
     say("stop everything with: make down")
 
 
@@ -117,8 +132,10 @@ def supervise() -> None:
     """Run the services and restart any that crashes (started by `stack up`, detached)."""
     import logging
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    from logstream.logs import configure_logging
+
     settings = load_settings()
+    configure_logging(settings.log_format, logging.WARNING, "%(asctime)s %(message)s")
     Supervisor(_services(settings), settings.data_dir).run()
 
 

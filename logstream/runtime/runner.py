@@ -75,6 +75,7 @@ class RunResult:
     dead_letters: int = 0
     flushes: int = 0
     fenced: int = 0
+    rebalances: int = 0  # assignments, revocations and losses of partitions
     caught_up: bool = False
     targets: dict[TP, int] = field(default_factory=dict)
 
@@ -95,9 +96,12 @@ class ViewRunner:
         consumer_overrides: dict[str, object] | None = None,
         topics: tuple[str, ...] | None = None,
         on_stall: Callable[[str], None] = exit_process,
+        on_commit: Callable[[float], None] | None = None,
     ) -> None:
         """`on_stall(reason)` is what the watchdog does when no progress is possible for
-        `settings.consumer_stall_timeout_s` (default: log and exit the process non-zero)."""
+        `settings.consumer_stall_timeout_s` (default: log and exit the process non-zero).
+        `on_progress(messages)` is called once per consumed batch and `on_commit(seconds)`
+        once per flush that landed, from the commit thread (metrics hooks)."""
         self.settings = settings
         self.view = view
         self.store = store
@@ -111,6 +115,7 @@ class ViewRunner:
         self._stop_requested: float | None = None
         self._last_round = time.monotonic()
         self._on_stall = on_stall
+        self._on_commit = on_commit
         self._held: list[TopicPartition] | None = None  # paused while the store is down
         self._kafka_commits = KafkaOffsetCommits(self.group_id)
         self._pending = PendingBatch()
@@ -146,8 +151,14 @@ class ViewRunner:
             tp.offset = offsets[(tp.topic, tp.partition)]
         self._assigned = set(offsets)
         self._assignment_seen = True
+        self.result.rebalances += 1
         consumer.assign(partitions)
-        log.info("%s: assigned %s", self.group_id, sorted(offsets))
+        log.info(
+            "%s: assigned %s",
+            self.group_id,
+            sorted(offsets),
+            extra={"partitions": [f"{t}[{p}]@{o}" for (t, p), o in sorted(offsets.items())]},
+        )
 
     def _start_from_store(self, tps: list[TP]) -> dict[TP, int]:
         """(Re)start `tps` at their stored positions: track them for fencing, take their
@@ -183,6 +194,7 @@ class ViewRunner:
         self._forget([(tp.topic, tp.partition) for tp in partitions])
         self._assigned.clear()
         self._assignment_seen = False  # caught up means nothing until the next assignment
+        self.result.rebalances += 1
         consumer.unassign()
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -193,6 +205,7 @@ class ViewRunner:
         self._forget([(tp.topic, tp.partition) for tp in partitions])
         self._assigned.clear()
         self._assignment_seen = False
+        self.result.rebalances += 1
         consumer.unassign()
 
     # ----- the loop ------------------------------------------------------------------------
@@ -201,7 +214,9 @@ class ViewRunner:
         conf.setdefault("on_commit", self._kafka_commits.on_commit)
         consumer = Consumer(conf)
         self._consumer = consumer
-        committer = Committer(self.store, self._dead_letters, self.group_id)
+        committer = Committer(
+            self.store, self._dead_letters, self.group_id, on_commit=self._on_commit
+        )
         self._committer = committer
         watchdog = self._watchdog(committer)
         self._last_round = time.monotonic()

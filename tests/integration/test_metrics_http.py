@@ -1,0 +1,55 @@
+"""The server's metrics keep bounded labels (route templates, known methods) and can be
+turned off entirely."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from ingest_api.app import create_app
+from logstream.settings import Settings
+
+
+def request_counts(client: TestClient) -> dict[tuple[str, str, str], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    counts = {}
+    for family in text_string_to_metric_families(response.text):
+        for s in family.samples:
+            if s.name == "logstream_http_requests_total":
+                counts[(s.labels["route"], s.labels["method"], s.labels["status"])] = s.value
+    return counts
+
+
+def test_labels_stay_bounded(settings: Settings, make_topic: Any):
+    topic = make_topic(3)
+    with TestClient(create_app(settings, topic_overrides={"like": topic})) as client:
+        for i in range(3):
+            assert client.get(f"/no/such/path/{i}").status_code == 404
+        assert client.request("BREW", "/v1/events/likes").status_code in (404, 405)
+        assert client.get("/v1/views/likes-by-url", params={"url": ""}).status_code == 422
+        counts = request_counts(client)
+    assert counts[("unmatched", "GET", "404")] == 3
+    assert counts[("/v1/events/likes", "other", "405")] == 1
+    assert counts[("/v1/views/likes-by-url", "GET", "422")] == 1
+    assert not [k for k in counts if "/no/such" in k[0] or k[1] == "BREW"]
+
+
+def test_metrics_off_serves_no_metrics_and_counts_nothing(settings: Settings, make_topic: Any):
+    topic = make_topic(3)
+    off = settings.model_copy(update={"metrics": False})
+    with TestClient(create_app(off, topic_overrides={"like": topic})) as client:
+        response = client.get("/metrics")
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "metrics_off"
+        status = client.get("/v1/status").json()
+        assert status["ingest"] is None
+        assert {v["name"] for v in status["views"]} == {
+            "likes-by-url",
+            "likes-by-user",
+            "likes-by-window",
+        }
+        assert client.app.state.ingest.producer.on_ack is None  # type: ignore[attr-defined]
