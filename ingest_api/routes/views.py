@@ -11,14 +11,13 @@ import base64
 import binascii
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from consumers import VIEWS
-from consumers.likes_by_url import LikesByUrl
-from consumers.likes_by_user import LikesByUser
-from consumers.likes_by_window import WINDOW_SIZES, LikesByWindow
+from consumers import likes_by_url as by_url
+from consumers import likes_by_user as by_user
+from consumers import likes_by_window as by_window
 from ingest_api.errors import ApiError
 from ingest_api.query_params import bad_param, parse_time_param, parse_wait_for
 from ingest_api.view_readers import ViewReaders
@@ -31,9 +30,10 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/views", tags=["views"])
 
-BY_URL = cast(LikesByUrl, VIEWS["likes-by-url"])
-BY_USER = cast(LikesByUser, VIEWS["likes-by-user"])
-BY_WINDOW = cast(LikesByWindow, VIEWS["likes-by-window"])
+BY_URL = by_url.likes_by_url
+BY_USER = by_user.likes_by_user
+BY_WINDOW = by_window.likes_by_window
+WINDOW_SIZES = by_window.WINDOW_SIZES
 
 WaitFor = Annotated[
     list[str] | None,
@@ -120,10 +120,10 @@ def _with_times(answer: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("")
 def list_views(request: Request) -> dict[str, Any]:
-    """Every view with its freshness."""
+    """Every registered view with its freshness."""
     readers = _readers(request)
     items = []
-    for name, view in VIEWS.items():
+    for name, view in request.app.state.views.items():
         store, version = readers.resolve(view)
         items.append(_answer(readers, view, store, version, {"name": name, "group": name}))
     return {"views": items}
@@ -139,7 +139,7 @@ def likes_by_url(
     """Likes of one URL, with first and last event time (count 0 if never liked)."""
     view = BY_URL
     readers, store, version = _open(request, view, wait_for, wait_ms)
-    return _answer(readers, view, store, version, _with_times(view.lookup(store, url)))
+    return _answer(readers, view, store, version, _with_times(by_url.lookup(store, url)))
 
 
 @router.get("/likes-by-url/top")
@@ -163,7 +163,7 @@ def likes_by_url_top(
     if until_ms is not None and until_ms % bucket:
         until_ms += bucket - until_ms % bucket
     readers, store, version = _open(request, view, wait_for, wait_ms)
-    items = view.top(store, limit, since_ms, until_ms)
+    items = by_url.top(store, limit, since_ms, until_ms)
     return _answer(
         readers,
         view,
@@ -189,7 +189,7 @@ def likes_by_user(
     """Likes given by one user, with first and last event time."""
     view = BY_USER
     readers, store, version = _open(request, view, wait_for, wait_ms)
-    return _answer(readers, view, store, version, _with_times(view.lookup(store, user_id)))
+    return _answer(readers, view, store, version, _with_times(by_user.lookup(store, user_id)))
 
 
 def _decode_cursor(cursor: str | None) -> int | None:
@@ -228,7 +228,7 @@ def likes_by_window(
     after = _decode_cursor(cursor)
     view = BY_WINDOW
     readers, store, version = _open(request, view, wait_for, wait_ms)
-    rows = view.windows(store, size, url, since_ms, until_ms, limit + 1, after)
+    rows = by_window.windows(store, size, url, since_ms, until_ms, limit + 1, after)
     more = len(rows) > limit
     rows = rows[:limit]
     windows = [

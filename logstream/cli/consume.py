@@ -12,6 +12,7 @@ import typer
 from logstream.cli.output import say
 from logstream.codec import Codec
 from logstream.gc_tuning import freeze_startup_heap
+from logstream.registry import registered_views, resolve_view
 from logstream.runtime import RunResult, ViewRunner
 from logstream.runtime.bounded import call_bounded
 from logstream.runtime.plan import partition_lags
@@ -36,10 +37,10 @@ def run_view(
     until_caught_up: bool,
     progress: bool,
 ) -> tuple[str, RunResult]:
-    """Consume one version of a view as its own group (`name` or `name@vN`)."""
-    from consumers import get_view
-
-    spec = get_view(view_name)
+    """Consume one version of a view as its own group (`name` or `name@vN`); `view_name`
+    may also be a `module:attribute` reference."""
+    spec = resolve_view(view_name, settings)
+    view_name = spec.name
     registry = VersionRegistry(settings)
     version = version or registry.current(view_name)
     if version not in registry.versions(view_name):
@@ -90,7 +91,9 @@ def run_view(
 
 
 def consume(
-    view: Annotated[str, typer.Argument(help="view name = consumer group id")],
+    view: Annotated[
+        str, typer.Argument(help="view name (= consumer group id) or module:attribute")
+    ],
     until_caught_up: Annotated[
         bool,
         typer.Option("--until-caught-up", help="exit 0 once the log end seen at start is applied"),
@@ -116,11 +119,9 @@ def consume(
 
 def views() -> None:
     """List each view version: group, stored offsets, lag, dead letters, skipped ranges."""
-    from consumers import VIEWS
-
     settings = load_settings()
     registry = VersionRegistry(settings)
-    for name, spec in VIEWS.items():
+    for name, spec in registered_views(settings).items():
         current = registry.current(name)
         for version in registry.versions(name):
             namespace = VersionRegistry.namespace(name, version)
@@ -147,17 +148,17 @@ def views() -> None:
 
 
 def lag(
-    view: Annotated[str | None, typer.Argument(help="one view (default: all)")] = None,
+    view: Annotated[
+        str | None, typer.Argument(help="one view or module:attribute (default: all)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Lag per group and partition of the current view versions (what a queue backs up)."""
     import json
 
-    from consumers import VIEWS, get_view
-
     settings = load_settings()
     registry = VersionRegistry(settings)
-    specs = [get_view(view)] if view else list(VIEWS.values())
+    specs = [resolve_view(view, settings)] if view else list(registered_views(settings).values())
     rows = []
     for spec in specs:
         namespace = VersionRegistry.namespace(spec.name, registry.current(spec.name))

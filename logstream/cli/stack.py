@@ -28,12 +28,13 @@ app = typer.Typer(help="Bring the whole local stack up or down.")
 
 
 def _services(settings: Settings) -> list[ServiceSpec]:
-    from consumers import VIEWS
+    from logstream.registry import registered_views
 
     exe = [sys.executable, "-m", "logstream"]
     specs = [ServiceSpec("ingest", [*exe, "ingest"])]
     specs += [
-        ServiceSpec(f"consume-{name}", [*exe, "consume", name, "--no-progress"]) for name in VIEWS
+        ServiceSpec(f"consume-{name}", [*exe, "consume", name, "--no-progress"])
+        for name in registered_views(settings)
     ]
     return specs
 
