@@ -6,16 +6,15 @@ Kept for imports that predate `logstream.registry`: `VIEWS` holds the built-in v
 
 from __future__ import annotations
 
-from consumers.likes_by_url import likes_by_url
-from consumers.likes_by_user import likes_by_user
-from consumers.likes_by_window import likes_by_window
+# Bound under other names: `consumers.likes_by_url` stays the module.
+from consumers.likes_by_url import likes_by_url as _by_url
+from consumers.likes_by_user import likes_by_user as _by_user
+from consumers.likes_by_window import likes_by_window as _by_window
 from logstream.view import View
 
 __all__ = ["VIEWS", "get_view"]
 
-VIEWS: dict[str, View] = {
-    view.name: view for view in (likes_by_url, likes_by_user, likes_by_window)
-}
+VIEWS: dict[str, View] = {view.name: view for view in (_by_url, _by_user, _by_window)}
 
 
 def get_view(name: str) -> View:

@@ -24,6 +24,7 @@ from ingest_api.view_readers import ViewReaders
 from logstream.codec import Codec
 from logstream.gc_tuning import freeze_startup_heap
 from logstream.producer import EventProducer
+from logstream.registry import registered_views
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import Settings, load_settings
 
@@ -74,6 +75,7 @@ def create_app(
     app.state.ingest = None
     app.state.settings = resolved
     app.state.view_readers = ViewReaders(resolved)
+    app.state.views = registered_views(resolved)  # built-ins, entry points, LOGSTREAM_VIEWS
     install_error_handlers(app)
     app.include_router(events.router)  # first: the most frequent requests match at once
     app.include_router(health.router)

@@ -146,6 +146,8 @@ def _describe(state: ServiceState) -> str:
     if not state.running and state.restart_at:
         parts.append(f"restart due {state.restart_at}")
     parts.append(f"log {state.log}")
+    if state.last_error:  # a view code error: restarting cannot help until it is fixed
+        parts.append(state.last_error)
     return f"{state.name}: {'running' if state.running else 'stopped'} ({', '.join(parts)})"
 
 
