@@ -85,4 +85,14 @@ def create_app(
     if importlib.util.find_spec(VIEWS_ROUTER_MODULE) is not None:
         views = importlib.import_module(VIEWS_ROUTER_MODULE)
         app.include_router(views.router)
+        # Every registered view's generated routes, after the specific ones (they win).
+        from ingest_api.routes.view_queries import view_query_router
+
+        taken = {
+            (method, path)
+            for route in app.routes
+            for method in getattr(route, "methods", None) or ()
+            if (path := getattr(route, "path", None)) is not None
+        }
+        app.include_router(view_query_router(app.state.views, taken))
     return app
