@@ -45,7 +45,11 @@ def package(tmp_path, monkeypatch, unique_name):
 
 
 def test_builtins_only_by_default():
-    assert list(registered_views(Settings())) == ["likes-by-url", "likes-by-user", "likes-by-window"]
+    assert list(registered_views(Settings())) == [
+        "likes-by-url",
+        "likes-by-user",
+        "likes-by-window",
+    ]
 
 
 def test_a_view_by_entry_point_and_by_reference_is_the_same_view(package):
@@ -86,7 +90,9 @@ def test_two_views_with_one_name_are_refused(package):
 
 
 def test_a_declaration_error_in_a_user_module_names_the_reference(tmp_path, monkeypatch):
-    write_view_package(tmp_path, "brokenviews", 'from logstream.view import View\nv = View(name="x")\n')
+    write_view_package(
+        tmp_path, "brokenviews", 'from logstream.view import View\nv = View(name="x")\n'
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
         with pytest.raises(ViewRegistryError, match=r"'brokenviews.views:v': view 'x': topics"):
