@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from logstream.aggregate_states import Folder
 from logstream.stores.base import Counter, Flush, Position, SeriesKey
 
-__all__ = ["PendingBatch"]
+__all__ = ["PendingBatch", "fold_event"]
 
 TopicPartitionKey = tuple[str, int]
+
+
+def fold_event(
+    counters: dict[SeriesKey, Counter],
+    folder: Folder,
+    keys: Iterable[SeriesKey],
+    record: Mapping[str, Any],
+    ts: int,
+    partition: int,
+    offset: int,
+) -> None:
+    """Count one event on each of its cells and fold its fields into their aggregates (a
+    view that declares aggregates; the runner counts the others inline, as cheaply as can be).
+    """
+    for key in keys:
+        counter = counters.get(key)
+        if counter is None:
+            counters[key] = Counter(1, ts, ts, folder.new(record, ts, partition, offset))
+        else:
+            counter.count += 1
+            if ts < counter.first_ms:
+                counter.first_ms = ts
+            elif ts > counter.last_ms:
+                counter.last_ms = ts
+            folder.fold(counter.aggs, record, ts, partition, offset)  # type: ignore[arg-type]
 
 
 class PendingBatch:

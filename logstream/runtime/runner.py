@@ -35,6 +35,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from logstream.aggregate_states import Folder
 from logstream.codec import Codec
 from logstream.errors import LogstreamError, StaleOffsetError, ViewCodeError
 from logstream.kafka.admin import topic_watermarks
@@ -45,7 +46,7 @@ from logstream.runtime.committer import Committer
 from logstream.runtime.dedupe import EventIdWindow
 from logstream.runtime.dlq import DeadLetters
 from logstream.runtime.kafka_offsets import KafkaOffsetCommits
-from logstream.runtime.pending import PendingBatch
+from logstream.runtime.pending import PendingBatch, fold_event
 from logstream.runtime.watchdog import Watch, Watchdog, exit_process
 from logstream.settings import Settings
 from logstream.stores.base import Counter, Position, ViewStore
@@ -124,6 +125,9 @@ class ViewRunner:
         self._log_starts: dict[TP, int] = {}
         horizon = settings.dedupe_horizon_events
         self._event_ids = EventIdWindow(horizon) if horizon and view.event_id_field else None
+        aggregates = tuple(getattr(view, "aggregates", ()))
+        # None: the view declares no aggregates and `_apply` only counts (its fast path).
+        self._folder = Folder(aggregates) if aggregates else None
         self.result = RunResult()
         self._consumer: Consumer | None = None
         self._committer: Committer | None = None
@@ -305,6 +309,7 @@ class ViewRunner:
         window = self._event_ids
         id_field = self.view.event_id_field or ""  # only read when the window exists
         warming = window.warm_until if window is not None else None
+        folder = self._folder
         max_ms = pending.max_event_ms if pending.max_event_ms is not None else -(2**63)
         applied = skipped = duplicates = 0
         for msg in messages:
@@ -353,16 +358,19 @@ class ViewRunner:
                 self._dead_letter(msg, exc)
                 next_offsets[tp] = offset + 1
                 continue
-            for key in keys:
-                counter = counters.get(key)
-                if counter is None:
-                    counters[key] = Counter(1, ts, ts)
-                else:
-                    counter.count += 1
-                    if ts < counter.first_ms:
-                        counter.first_ms = ts
-                    elif ts > counter.last_ms:
-                        counter.last_ms = ts
+            if folder is not None:
+                fold_event(counters, folder, keys, record, ts, tp[1], offset)
+            else:
+                for key in keys:
+                    counter = counters.get(key)
+                    if counter is None:
+                        counters[key] = Counter(1, ts, ts)
+                    else:
+                        counter.count += 1
+                        if ts < counter.first_ms:
+                            counter.first_ms = ts
+                        elif ts > counter.last_ms:
+                            counter.last_ms = ts
             if ts > max_ms:
                 max_ms = ts
             next_offsets[tp] = offset + 1
