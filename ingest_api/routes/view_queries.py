@@ -30,6 +30,7 @@ from ingest_api.routes.views import (
     open_view,
     rfc3339,
 )
+from logstream.aggregates import Kind
 from logstream.stores.base import Summary
 from logstream.view import View
 
@@ -41,6 +42,7 @@ Since = Annotated[
 Until = Annotated[
     str | None, Query(description="RFC 3339 or epoch ms (exclusive; widened to whole buckets)")
 ]
+_ZERO_WHEN_EMPTY = (Kind.SUM, Kind.DISTINCT)  # as the store answers them for no events
 
 
 def view_query_router(views: dict[str, View], taken: set[tuple[str, str]]) -> APIRouter:
@@ -73,7 +75,9 @@ def _series_of(view: View, series: str | None) -> str:
 def _summary_fields(view: View, summary: Summary | None) -> dict[str, Any]:
     """count, first_at, last_at and each aggregate (null when the key has no events)."""
     if summary is None:
-        values: dict[str, Any] = {a.name: None for a in view.aggregates}
+        values: dict[str, Any] = {
+            a.name: 0 if a.kind in _ZERO_WHEN_EMPTY else None for a in view.aggregates
+        }
         return {"count": 0, "first_at": None, "last_at": None, **values}
     return {
         "count": summary.count,
