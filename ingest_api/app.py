@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from ingest_api.errors import install_error_handlers
 from ingest_api.routes import contract, events, health
@@ -89,10 +90,10 @@ def create_app(
         from ingest_api.routes.view_queries import view_query_router
 
         taken = {
-            (method, path)
-            for route in app.routes
-            for method in getattr(route, "methods", None) or ()
-            if (path := getattr(route, "path", None)) is not None
+            (method, route.path)
+            for route in views.router.routes
+            if isinstance(route, APIRoute)
+            for method in route.methods or ()
         }
         app.include_router(view_query_router(app.state.views, taken))
     return app
