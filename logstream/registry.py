@@ -20,7 +20,6 @@ from logstream.settings import Settings
 from logstream.view import View, ViewDeclarationError
 
 __all__ = [
-    "BUILTIN_VIEWS",
     "ENTRY_POINT_GROUP",
     "UnknownViewError",
     "ViewRegistryError",
@@ -31,13 +30,6 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "logstream.views"
-BUILTIN_VIEWS = (
-    "consumers.likes_by_url:likes_by_url",
-    "consumers.likes_by_user:likes_by_user",
-    "consumers.likes_by_window:likes_by_window",
-)
-
-
 class ViewRegistryError(ConfigError):
     """A view reference cannot be loaded, or two views share one name."""
 
@@ -81,9 +73,11 @@ def _as_views(target: object, where: str) -> list[View]:
     )
 
 
-def builtin_views() -> list[View]:
-    """The views logstream ships (consumers/)."""
-    return [view for ref in BUILTIN_VIEWS for view in load_reference(ref, "built-in view")]
+def builtin_views() -> dict[str, View]:
+    """The views logstream ships (`consumers.VIEWS`: declarations like any other)."""
+    from consumers import VIEWS
+
+    return dict(VIEWS)
 
 
 def _entry_point_views() -> list[View]:
@@ -107,8 +101,8 @@ def _setting_references(settings: Settings | None) -> list[str]:
 
 def registered_views(settings: Settings | None = None) -> dict[str, View]:
     """Every view by name: built-ins, entry points, then `LOGSTREAM_VIEWS` references."""
-    views: dict[str, View] = {}
-    candidates: list[View] = builtin_views() + _entry_point_views()
+    views = builtin_views()
+    candidates = _entry_point_views()
     for reference in _setting_references(settings):
         candidates += load_reference(reference, "LOGSTREAM_VIEWS reference")
     _add(views, candidates)
