@@ -49,6 +49,8 @@ def view_query_router(views: dict[str, View], taken: set[tuple[str, str]]) -> AP
     """The generated routes of `views`, leaving out any (method, path) already in `taken`."""
     router = APIRouter(prefix="/v1/views")
     for view in views.values():
+        if not view.series:  # a subclass that did not declare its series: nothing to ask
+            continue
         for suffix, endpoint, summary in _endpoints(view):
             path = f"/{view.name}/{suffix}"
             if ("GET", "/v1/views" + path) in taken:
