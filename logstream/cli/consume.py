@@ -21,6 +21,7 @@ from logstream.settings import Settings, load_settings
 from logstream.stores.factory import open_view_store
 from logstream.topics import resolve_topics
 from logstream.versions import VersionRegistry
+from logstream.view import View
 
 __all__ = ["consume", "lag", "run_view", "views"]
 
@@ -31,15 +32,15 @@ VersionOpt = Annotated[
 
 def run_view(
     settings: Settings,
-    view_name: str,
+    view_name: str | View,
     version: str | None,
     *,
     until_caught_up: bool,
     progress: bool,
 ) -> tuple[str, RunResult]:
     """Consume one version of a view as its own group (`name` or `name@vN`); `view_name`
-    may also be a `module:attribute` reference."""
-    spec = resolve_view(view_name, settings)
+    may also be a `module:attribute` reference, or the view itself."""
+    spec = view_name if isinstance(view_name, View) else resolve_view(view_name, settings)
     view_name = spec.name
     registry = VersionRegistry(settings)
     version = version or registry.current(view_name)

@@ -32,13 +32,14 @@ def rebuild(
 ) -> None:
     """Build a new version of VIEW from the earliest offset, beside the current one."""
     settings = load_settings()
-    view = resolve_view(view, settings).name
+    spec = resolve_view(view, settings)
+    view = spec.name
     version = VersionRegistry(settings).create_next(view)
     say(
         f"building {view} {version} (group {VersionRegistry.namespace(view, version)}) "
         "from the earliest offset; the current version keeps answering"
     )
-    namespace, result = run_view(settings, view, version, until_caught_up=True, progress=progress)
+    namespace, result = run_view(settings, spec, version, until_caught_up=True, progress=progress)
     say(f"{namespace}: caught up after {result.events_applied} event(s)")
     say(f"keep it live: logstream consume {view} --version {version}")
     say(f"switch queries: logstream promote {view} --version {version}")

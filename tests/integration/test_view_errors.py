@@ -217,13 +217,26 @@ def test_cli_exits_5_with_the_offset_then_resumes_after_the_fix(
     assert by_entry_point.returncode == 0, by_entry_point.stderr
     assert json.loads(by_entry_point.stdout) == rows
 
+    # Rebuild, promote, drop and backfill take the reference too.
+    logstream = [sys.executable, "-m", "logstream"]
+    rebuilt = run([*logstream, "rebuild", reference, "--no-progress"])
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert f"{name}@v2: caught up after {len(events)} event(s)" in rebuilt.stdout
+    promoted = run([*logstream, "promote", reference])
+    assert promoted.returncode == 0 and "queries now read v2" in promoted.stdout, promoted.stderr
+    dropped = run([*logstream, "drop", reference, "--version", "v1"])
+    assert dropped.returncode == 0 and f"dropped {name} v1" in dropped.stdout, dropped.stderr
+    plan = run([*logstream, "backfill", reference, "--to-earliest", "--json"])
+    assert plan.returncode == 0, plan.stderr
+    assert json.loads(plan.stdout)["group"] == f"{name}@v2"
+
     settings = Settings(bootstrap_servers=kafka_bootstrap, data_dir=tmp_path / "data")
     sys.path.insert(0, str(src))
     try:
         forget_package(package)
         view = resolve_view(reference, settings)
-        with open_view_store(None, settings.data_dir, view) as store:
-            assert _counts(store) == dict(Counter(e["url"] for e in events))
+        with open_view_store(None, settings.data_dir, view, f"{view.name}@v2") as store:
+            assert _counts(store) == dict(Counter(e["url"] for e in events))  # the rebuild
     finally:
         sys.path.remove(str(src))
         forget_package(package)
