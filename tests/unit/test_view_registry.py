@@ -106,3 +106,15 @@ def test_unknown_names_list_the_known_views():
         resolve_view("nope", Settings())
     assert "known views: likes-by-url, likes-by-user, likes-by-window" in str(caught.value)
     assert isinstance(caught.value, LogstreamError)
+
+
+def test_the_stack_runs_one_consumer_per_registered_view(package):
+    """`make up` / `logstream stack up` start a consumer for every view the settings see."""
+    from logstream.cli.stack import _services
+
+    module, view_name = package
+    names = {
+        spec.name: spec.argv[-3:] for spec in _services(Settings(views=f"{module}.views:both"))
+    }
+    assert names[f"consume-{view_name}"] == ["consume", view_name, "--no-progress"]
+    assert {"ingest", "consume-likes-by-url", "consume-likes-by-window"} <= set(names)
