@@ -25,17 +25,7 @@ def fold_event(
     """Count one event on each of its cells and fold its fields into their aggregates (a
     view that declares aggregates; the runner counts the others inline, as cheaply as can be).
     """
-    for key in keys:
-        counter = counters.get(key)
-        if counter is None:
-            counters[key] = Counter(1, ts, ts, folder.new(record, ts, partition, offset))
-        else:
-            counter.count += 1
-            if ts < counter.first_ms:
-                counter.first_ms = ts
-            elif ts > counter.last_ms:
-                counter.last_ms = ts
-            folder.fold(counter.aggs, record, ts, partition, offset)  # type: ignore[arg-type]
+    folder.fold_event(counters, keys, record, ts, partition, offset)
 
 
 class PendingBatch:

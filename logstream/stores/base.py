@@ -30,10 +30,7 @@ __all__ = [
     "Summary",
     "TotalRow",
     "ViewStore",
-    "delta_rows",
     "safe_name",
-    "sorted_deltas",
-    "total_deltas",
     "window_bounds",
 ]
 
@@ -345,49 +342,6 @@ class BaseViewStore(ABC):
             if (pos.topic, pos.partition) in seen:
                 raise ValueError(f"reset names partition {pos.topic}[{pos.partition}] twice")
             seen.add((pos.topic, pos.partition))
-
-
-def sorted_deltas(deltas: Mapping[SeriesKey, Counter]) -> list[BucketRow]:
-    """Deltas as rows in one global order, so concurrent writers lock rows alike (no deadlock).
-
-    Python str order is code point order = UTF-8 byte order = SQLite BINARY = COLLATE "C".
-    Items sort by their (unique) key alone, so Counters are never compared.
-    """
-    return [
-        (series, key, bucket, c.count, c.first_ms, c.last_ms)
-        for (series, key, bucket), c in sorted(deltas.items())
-    ]
-
-
-def delta_rows(deltas: Mapping[SeriesKey, Counter]) -> list[BucketRow]:
-    """Deltas as rows, in no particular order: for a store whose writers are serialised
-    anyway (SQLite), where sorting costs more than it saves."""
-    return [
-        (series, key, bucket, c.count, c.first_ms, c.last_ms)
-        for (series, key, bucket), c in deltas.items()
-    ]
-
-
-def total_deltas(
-    deltas: Mapping[SeriesKey, Counter], totals_series: frozenset[str]
-) -> list[TotalRow]:
-    """Bucket deltas folded per (series, key) for the totals table (no particular order)."""
-    if not totals_series:
-        return []
-    folded: dict[tuple[str, str], list[int]] = {}
-    for (series, key, _bucket), c in deltas.items():
-        if series not in totals_series:
-            continue
-        acc = folded.get((series, key))
-        if acc is None:
-            folded[(series, key)] = [c.count, c.first_ms, c.last_ms]
-        else:
-            acc[0] += c.count
-            if c.first_ms < acc[1]:
-                acc[1] = c.first_ms
-            if c.last_ms > acc[2]:
-                acc[2] = c.last_ms
-    return [(series, key, a[0], a[1], a[2]) for (series, key), a in folded.items()]
 
 
 def window_bounds(

@@ -27,8 +27,9 @@ from logstream.aggregate_states import (
     Folder,
     answer,
     check_aggregates,
-    merge_cells,
+    merge_all,
     spec_of,
+    union_all,
     union_bytes,
 )
 from logstream.aggregates import Aggregate, Kind
@@ -320,35 +321,34 @@ class SQLViewStore(BaseViewStore):
 
     # -- writes --------------------------------------------------------------------------
 
-    def _rows(self, deltas: Mapping[SeriesKey, Counter]) -> list[tuple[Any, ...]]:
-        """Deltas as bucket rows (all columns; states in stored form)."""
+    def _rows(
+        self, deltas: Mapping[SeriesKey, Counter]
+    ) -> tuple[list[tuple[Any, ...]], list[list[Any]]]:
+        """Deltas as bucket rows (all columns), and each row's states in stored form."""
         if not self.aggregates:
-            return [
+            rows = [
                 (series, key, bucket, c.count, c.first_ms, c.last_ms)
                 for (series, key, bucket), c in deltas.items()
             ]
+            return rows, []
         stored, encode = self._folder.stored, self.layout.encode
         empty = self._folder.empty()
-        return [
-            (
-                series,
-                key,
-                bucket,
-                c.count,
-                c.first_ms,
-                c.last_ms,
-                *encode(stored(c.aggs if c.aggs is not None else empty)),
-            )
-            for (series, key, bucket), c in deltas.items()
+        states = [stored(c.aggs if c.aggs is not None else empty) for c in deltas.values()]
+        rows = [
+            (series, key, bucket, c.count, c.first_ms, c.last_ms, *encode(state))
+            for ((series, key, bucket), c), state in zip(deltas.items(), states, strict=True)
         ]
+        return rows, states
 
-    def _total_rows(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    def _total_rows(
+        self, rows: list[tuple[Any, ...]], states: list[list[Any]]
+    ) -> list[tuple[Any, ...]]:
         """Bucket rows folded per (series, key) of a totals series."""
         totals = self.totals_series
         if not totals:
             return []
-        folded: dict[tuple[str, str], list[Any]] = {}
         if not self.aggregates:
+            folded: dict[tuple[str, str], list[Any]] = {}
             for series, key, _b, count, first, last in rows:
                 if series not in totals:
                     continue
@@ -362,31 +362,35 @@ class SQLViewStore(BaseViewStore):
                     if last > acc[2]:
                         acc[2] = last
             return [(s, k, *a) for (s, k), a in folded.items()]
-        width = len(self.layout.names)
-        states: dict[tuple[str, str], list[Any]] = {}
-        decode = self.layout.decode
-        for row in rows:
-            series, key = row[0], row[1]
-            if series not in totals:
-                continue
-            cells = decode(row[6 : 6 + width], _same)
-            acc = folded.get((series, key))
-            if acc is None:
-                folded[(series, key)] = [row[3], row[4], row[5]]
-                states[(series, key)] = cells
-            else:
-                acc[0] += row[3]
-                acc[1] = min(acc[1], row[4])
-                acc[2] = max(acc[2], row[5])
-                merge_cells(self.aggregates, states[(series, key)], cells)
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, row in enumerate(rows):
+            if row[0] in totals:
+                groups.setdefault((row[0], row[1]), []).append(i)
+        out: list[tuple[Any, ...]] = []
         encode = self.layout.encode
-        return [(s, k, *a, *encode(states[(s, k)])) for (s, k), a in folded.items()]
+        for (series, key), members in groups.items():
+            if len(members) == 1:  # most keys: the bucket row is the totals delta
+                row = rows[members[0]]
+                out.append((series, key, *row[3:]))
+                continue
+            merged = merge_all(self.aggregates, [states[i] for i in members])
+            out.append(
+                (
+                    series,
+                    key,
+                    sum(rows[i][3] for i in members),
+                    min(rows[i][4] for i in members),
+                    max(rows[i][5] for i in members),
+                    *encode(merged),
+                )
+            )
+        return out
 
     def commit(self, flush: Flush) -> None:
         """Apply a flush atomically; StaleOffsetError (nothing applied) if fenced."""
         self._check_flush(flush)
-        rows = self._rows(flush.deltas)
-        totals = self._total_rows(rows)
+        rows, states = self._rows(flush.deltas)
+        totals = self._total_rows(rows, states)
         with self._transaction("commit to", write=True) as tx:
             self._fence(tx, flush)
             if rows:
@@ -553,17 +557,19 @@ class SQLViewStore(BaseViewStore):
                 f"AND b.{parts[0]} IS NOT NULL ORDER BY {order} LIMIT 1) WHERE {in_affected}"
             )
         for _i, column, lg_k in self.layout.distinct:
-            unions: dict[tuple[str, str], bytes | None] = {}
+            sketches: dict[tuple[str, str], list[bytes]] = {}
             for series, key, sketch in tx.rows(
                 f"SELECT b.series, b.key, b.{column} FROM buckets b "
                 "JOIN logstream_affected a ON a.series = b.series AND a.key = b.key "
                 f"WHERE b.{column} IS NOT NULL ORDER BY b.series, b.key"
             ):
-                k = (str(series), str(key))
-                unions[k] = union_bytes(unions.get(k), bytes(sketch), lg_k)
-            if unions:
+                sketches.setdefault((str(series), str(key)), []).append(bytes(sketch))
+            if sketches:
                 self._write_back(
-                    tx, "totals", column, [(s, k, v) for (s, k), v in sorted(unions.items())]
+                    tx,
+                    "totals",
+                    column,
+                    [(s, k, union_all(v, lg_k)) for (s, k), v in sorted(sketches.items())],
                 )
 
     # -- reads ---------------------------------------------------------------------------
@@ -684,11 +690,11 @@ class SQLViewStore(BaseViewStore):
                     "ORDER BY key, bucket_ms",
                     (series, _lo(since_ms), _hi(until_ms)),
                 )
-        unions: dict[str, bytes | None] = {}
+        sketches: dict[str, list[bytes]] = {}
         for key, sketch in rows:
-            unions[str(key)] = union_bytes(unions.get(str(key)), bytes(sketch), lg_k)
+            sketches.setdefault(str(key), []).append(bytes(sketch))
         agg = Aggregate("x", Kind.DISTINCT, "x", lg_k)
-        ranked = [(k, answer([agg], [s])["x"]) for k, s in unions.items()]
+        ranked = [(k, answer([agg], [union_all(s, lg_k)])["x"]) for k, s in sketches.items()]
         ranked.sort(key=lambda kv: (-kv[1], kv[0]))
         return cast(list[tuple[str, int | float]], ranked[:limit])
 
@@ -696,16 +702,17 @@ class SQLViewStore(BaseViewStore):
         """Rows (count, first_ms, last_ms, *aggregate columns) folded into one Summary."""
         count = 0
         first, last = MAX_I64, MIN_I64
-        acc = self._folder.empty()
+        states = []
         for row in rows:
             count += int(row[0])
             first = min(first, int(row[1]))
             last = max(last, int(row[2]))
             if self.aggregates:
-                merge_cells(self.aggregates, acc, self.layout.decode(row[3:], self._number))
+                states.append(self.layout.decode(row[3:], self._number))
         if count == 0:
             return None
-        return Summary(count, first, last, answer(self.aggregates, acc))
+        values = answer(self.aggregates, merge_all(self.aggregates, states)) if states else {}
+        return Summary(count, first, last, values)
 
     def summary(
         self, series: str, key: str, since_ms: int | None = None, until_ms: int | None = None
@@ -831,10 +838,6 @@ class SQLViewStore(BaseViewStore):
     def _snapshot(self) -> AbstractContextManager[Tx]:
         """A read transaction seeing one consistent snapshot across statements."""
         return self._transaction("read", write=False)
-
-
-def _same(value: Any) -> Any:
-    return value
 
 
 def _lo(since_ms: int | None) -> int:
