@@ -352,8 +352,6 @@ class ViewRunner:
                 keys = keys_of(record, ts)
                 if not isinstance(keys, tuple | list):  # a generator raises while iterated
                     keys = list(keys)
-                if dead_letter_bugs and folder is not None:
-                    folder.new(record, ts, tp[1], offset)  # a bad value fails before folding
             except Exception as exc:
                 if not dead_letter_bugs:
                     raise self._view_failed(tp, offset, exc) from exc
@@ -363,7 +361,7 @@ class ViewRunner:
             if folder is not None:
                 try:
                     fold_event(counters, folder, keys, record, ts, tp[1], offset)
-                except Exception as exc:  # cells may be half folded: stop whatever the policy
+                except Exception as exc:  # cells may be half folded: stop, whatever the policy
                     raise self._view_failed(tp, offset, exc) from exc
             else:
                 for key in keys:
