@@ -11,9 +11,10 @@ from ingest_api.errors import ApiError
 from ingest_api.models import FieldError
 from ingest_api.timestamps import InvalidTimestampError, parse_occurred_at
 
-__all__ = ["bad_param", "parse_duration_param", "parse_time_param", "parse_wait_for"]
+__all__ = ["MAX_TIME_MS", "bad_param", "parse_duration_param", "parse_time_param", "parse_wait_for"]
 
 _NO_FUTURE_BOUND = 10**15
+MAX_TIME_MS = _NO_FUTURE_BOUND  # times, cursors and window sizes stay far inside int64
 _DURATION = re.compile(r"^([1-9][0-9]{0,12})(ms|s|m|h|d)?$")
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, None: 1}
 
@@ -62,6 +63,8 @@ def parse_duration_param(name: str, value: str, multiple_of_ms: int) -> int:
     if match is None:
         raise bad_param(name, f"{value!r} is not a duration such as 1m, 1h, 1d or 60000 (ms)")
     ms = int(match.group(1)) * _UNIT_MS[match.group(2)]
+    if ms > MAX_TIME_MS:
+        raise bad_param(name, f"{value} is longer than {MAX_TIME_MS} ms")
     if ms % multiple_of_ms:
         raise bad_param(name, f"{value} is not a whole multiple of the view's {multiple_of_ms} ms")
     return ms

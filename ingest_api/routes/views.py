@@ -19,7 +19,7 @@ from consumers import likes_by_url as by_url
 from consumers import likes_by_user as by_user
 from consumers import likes_by_window as by_window
 from ingest_api.errors import ApiError
-from ingest_api.query_params import bad_param, parse_time_param, parse_wait_for
+from ingest_api.query_params import MAX_TIME_MS, bad_param, parse_time_param, parse_wait_for
 from ingest_api.view_readers import ViewReaders
 from logstream.freshness import freshness_of
 from logstream.stores.base import ViewStore
@@ -229,9 +229,12 @@ def decode_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
     try:
-        return int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
+        start_ms = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise bad_param("cursor", "not a cursor returned by this endpoint") from None
+    if abs(start_ms) > MAX_TIME_MS:  # a forged one would overflow the store's integers
+        raise bad_param("cursor", "not a cursor returned by this endpoint")
+    return start_ms
 
 
 def encode_cursor(start_ms: int) -> str:

@@ -232,6 +232,22 @@ def _ms(rfc: str) -> int:
         ("/v1/views/url-stats/windows", {"url": "u", "size": "1h", "until": "9"}, "since"),
         (
             "/v1/views/url-stats/windows",
+            {"url": "u", "size": "9999999999999d", "since": "0", "until": "9"},
+            "size",
+        ),
+        (
+            "/v1/views/url-stats/windows",
+            {
+                "url": "u",
+                "size": "1h",
+                "since": "0",
+                "until": "9",
+                "cursor": "OTk5OTk5OTk5OTk5OTk5OTk5OTk5",
+            },
+            "cursor",
+        ),
+        (
+            "/v1/views/url-stats/windows",
             {"url": "u", "size": "1h", "since": "0", "until": "9", "cursor": "%%"},
             "cursor",
         ),
