@@ -50,9 +50,13 @@ KeyFunction = Callable[[Mapping[str, Any]], Iterable[tuple[str, str]]]
 # A view name is a consumer group id, a store namespace (`name@version`) and a URL segment.
 _VIEW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-# Answer fields of the query API: the key's answer field may not shadow them.
+# Answer fields and query parameters of the query API: the key's name may not shadow them.
 _ANSWER_FIELDS = frozenset(
-    {"count", "first_at", "last_at", "freshness", "series", "since", "until", "items", "windows"}
+    {
+        *("count", "first_at", "last_at", "freshness", "series", "since", "until", "items"),
+        *("windows", "by", "limit", "size", "size_ms", "cursor", "next_cursor"),
+        *("wait_for", "wait_ms", "granularity_ms"),
+    }
 )
 RANKABLE_KINDS = frozenset({Kind.SUM, Kind.MIN, Kind.MAX, Kind.DISTINCT})
 
@@ -153,7 +157,7 @@ class View:
         if not _IDENT.match(self.key_name) or self.key_name in _ANSWER_FIELDS:
             raise ViewDeclarationError(
                 f"{where}: key_name {self.key_name!r} must be an identifier and not one of "
-                f"{sorted(_ANSWER_FIELDS)}"
+                f"{sorted(_ANSWER_FIELDS)} (name the key in answers with key_name=...)"
             )
         self.aggregates = _check_aggregates(where, aggregates, self.key_name)
         if totals is True:

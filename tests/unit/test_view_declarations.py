@@ -101,6 +101,7 @@ def test_a_key_function_declares_its_series():
         ({"aggregates": ("x",)}, "'x' is not an aggregate"),
         ({"totals": ("nope",)}, "totals names series ['nope']"),
         ({"key_name": "count"}, "key_name 'count' must be an identifier"),
+        ({"key": "limit"}, "key_name 'limit' must be an identifier"),
     ],
 )
 def test_mistakes_fail_at_declaration_naming_the_argument(kwargs, message):
