@@ -83,6 +83,27 @@ def test_a_key_function_declares_its_series():
     assert (view.totals_series, view.on_error, view.key_name) == ({"b"}, "dead_letter", "key")
 
 
+def test_a_bucket_keys_function_is_called_as_it_is():
+    def both(event, event_ms):
+        return [("a", event["a"], event_ms - event_ms % 10), ("b", "", 0)]
+
+    view = View(name="raw", topics="t", bucket_ms=10, keys=both, series=("a", "b"))
+    assert view.keys is both  # no wrapper on the hot path
+    assert view.keys({"a": "x"}, 25) == [("a", "x", 20), ("b", "", 0)]
+    for wrong in ({"key": "a"}, {"series": None}):
+        with pytest.raises(ViewDeclarationError, match=r"`keys` .* needs `series`"):
+            View(
+                **{
+                    "name": "raw",
+                    "topics": "t",
+                    "bucket_ms": 10,
+                    "keys": both,
+                    "series": "a",
+                    **wrong,
+                }
+            )
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
