@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from ingest_api.errors import install_error_handlers
 from ingest_api.routes import contract, events, health, operations
@@ -26,8 +27,10 @@ from logstream.gc_tuning import freeze_startup_heap
 from logstream.metrics.lag import RecordTimes
 from logstream.metrics.views import ViewsCollector, ViewTarget
 from logstream.producer import EventProducer
+from logstream.registry import registered_views
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import Settings, load_settings
+from logstream.view import View
 
 __all__ = ["create_app"]
 
@@ -80,6 +83,7 @@ def create_app(
     app.state.ingest = None
     app.state.settings = resolved
     app.state.view_readers = ViewReaders(resolved)
+    app.state.views = registered_views(resolved)  # built-ins, entry points, LOGSTREAM_VIEWS
     install_error_handlers(app)
     install_operations(app, resolved)
     app.include_router(events.router)  # first: the most frequent requests match at once
@@ -91,20 +95,29 @@ def create_app(
     if importlib.util.find_spec(VIEWS_ROUTER_MODULE) is not None:
         views = importlib.import_module(VIEWS_ROUTER_MODULE)
         app.include_router(views.router)
+        # Every registered view's generated routes, after the specific ones (they win).
+        from ingest_api.routes.view_queries import view_query_router
+
+        taken = {
+            (method, route.path)
+            for route in views.router.routes
+            if isinstance(route, APIRoute)
+            for method in route.methods or ()
+        }
+        app.include_router(view_query_router(app.state.views, taken))
     return app
 
 
 def install_operations(app: FastAPI, settings: Settings) -> None:
     """View lag for `/v1/status` and `/metrics`; with metrics on, the HTTP and ingest
     counters (a middleware) and the registry a scrape reads."""
-    from consumers import VIEWS
-
+    views: dict[str, View] = app.state.views
     readers: ViewReaders = app.state.view_readers
     registry = readers.versions
 
     def targets() -> list[ViewTarget]:
         out = []
-        for view in VIEWS.values():
+        for view in views.values():
             current = registry.current(view.name)
             out += [ViewTarget(view, v, v == current) for v in registry.versions(view.name)]
         return out

@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     )
     schema_dir: Path | None = None
 
+    # Views of your own, besides the built-ins and the `logstream.views` entry points.
+    views: str = Field(
+        default="",
+        description="Comma-separated `module:attribute` references to View declarations "
+        "(docs/views.md); every process of the stack reads it.",
+    )
+
     # View stores: None means one SQLite file per view under data_dir/views.
     store_url: str | None = None
 

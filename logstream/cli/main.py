@@ -1,5 +1,6 @@
 """The `logstream` command. Exit codes: 0 ok, 1 error (one line on stderr), 2 usage,
-3 not running / not ready (status checks), 4 refused (backfill while the group is active)."""
+3 not running / not ready (status checks), 4 refused (backfill while the group is active),
+5 a view's own code raised (the consumer stopped at that event: fix the view, restart)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from logstream.cli import (
     topics,
     transfer,
 )
-from logstream.errors import LogstreamError
+from logstream.errors import LogstreamError, ViewCodeError
 
 __all__ = ["app", "main"]
 
@@ -48,6 +49,9 @@ app.command()(contract.contract)
 def main() -> None:
     try:
         app()
+    except ViewCodeError as exc:  # its own code: the supervisor tells it from a crash
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(ViewCodeError.exit_code)
     except LogstreamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

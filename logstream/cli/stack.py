@@ -28,12 +28,12 @@ app = typer.Typer(help="Bring the whole local stack up or down.")
 
 
 def _services(settings: Settings) -> list[ServiceSpec]:
-    from consumers import VIEWS
+    from logstream.registry import registered_views
 
     exe = [sys.executable, "-m", "logstream"]
     specs = [ServiceSpec("ingest", [*exe, "ingest"])]
     ports = consumer_metrics_ports(settings)
-    for name in VIEWS:
+    for name in registered_views(settings):
         argv = [*exe, "consume", name, "--no-progress"]
         if name in ports:
             argv += ["--metrics-port", str(ports[name])]
@@ -43,12 +43,12 @@ def _services(settings: Settings) -> list[ServiceSpec]:
 
 def consumer_metrics_ports(settings: Settings) -> dict[str, int]:
     """The metrics port of each view's consumer: LOGSTREAM_CONSUMER_METRICS_PORT + i."""
-    from consumers import VIEWS
+    from logstream.registry import registered_views
 
     base = settings.consumer_metrics_port
     if not settings.metrics or base == 0:
         return {}
-    return {name: base + i for i, name in enumerate(VIEWS)}
+    return {name: base + i for i, name in enumerate(registered_views(settings))}
 
 
 def _wait_http(host: str, port: int, timeout_s: float = 30.0) -> bool:
@@ -162,6 +162,8 @@ def _describe(state: ServiceState) -> str:
     if not state.running and state.restart_at:
         parts.append(f"restart due {state.restart_at}")
     parts.append(f"log {state.log}")
+    if state.last_error:  # a view code error: restarting cannot help until it is fixed
+        parts.append(state.last_error)
     return f"{state.name}: {'running' if state.running else 'stopped'} ({', '.join(parts)})"
 
 
