@@ -114,7 +114,7 @@ def test_the_stack_runs_one_consumer_per_registered_view(package):
 
     module, view_name = package
     names = {
-        spec.name: spec.argv[-3:] for spec in _services(Settings(views=f"{module}.views:both"))
-    }
+        spec.name: spec.argv[3:6] for spec in _services(Settings(views=f"{module}.views:both"))
+    }  # argv: python -m logstream consume NAME --no-progress [--metrics-port P]
     assert names[f"consume-{view_name}"] == ["consume", view_name, "--no-progress"]
     assert {"ingest", "consume-likes-by-url", "consume-likes-by-window"} <= set(names)
