@@ -17,10 +17,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from ingest_api.access import AccessControl
 from ingest_api.errors import install_error_handlers
+from ingest_api.openapi_security import document_security
+from ingest_api.rate_limits import RateLimiter
 from ingest_api.routes import contract, events, health
 from ingest_api.service import LIKE, IngestState
 from ingest_api.view_readers import ViewReaders
+from logstream.auth.keys import KeyRing
+from logstream.auth.policy import check_bind
 from logstream.codec import Codec
 from logstream.gc_tuning import freeze_startup_heap
 from logstream.producer import EventProducer
@@ -42,6 +47,14 @@ def create_app(
     for tests and side-by-side deployments; by default each event type's `.avsc` names it."""
     resolved = settings if settings is not None else load_settings()
     overrides = dict(topic_overrides or {})
+    keys_file = resolved.resolved_auth_keys_file
+    if not check_bind(resolved.ingest_host, keys_file):
+        log.warning(
+            "auth is off: no API key file at %s and the server is bound to %s (loopback "
+            "only); `logstream keys create` turns it on",
+            keys_file,
+            resolved.ingest_host,
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,6 +88,11 @@ def create_app(
     app.state.settings = resolved
     app.state.view_readers = ViewReaders(resolved)
     install_error_handlers(app)
+    limiter = RateLimiter(
+        resolved.rate_requests_per_s, resolved.rate_events_per_s, resolved.rate_burst_s
+    )
+    app.state.rate_limiter = limiter
+    app.add_middleware(AccessControl, keyring=KeyRing(keys_file), limiter=limiter)
     app.include_router(events.router)  # first: the most frequent requests match at once
     app.include_router(health.router)
     app.include_router(contract.router)
@@ -83,4 +101,5 @@ def create_app(
     if importlib.util.find_spec(VIEWS_ROUTER_MODULE) is not None:
         views = importlib.import_module(VIEWS_ROUTER_MODULE)
         app.include_router(views.router)
+    document_security(app)
     return app

@@ -76,6 +76,26 @@ class Settings(BaseSettings):
     ingest_ack_timeout_s: float = Field(default=5.0, gt=0)
     ingest_max_future_ms: int = Field(default=60 * 60 * 1000, ge=0)
     ingest_queue_max_messages: int = Field(default=200_000, ge=1)
+    rate_requests_per_s: float = Field(
+        default=2_000,
+        ge=0,
+        description="Requests per second per API key (429 + Retry-After above); 0: unlimited. "
+        "A key's own limit (`keys create --requests-per-s`) overrides it.",
+    )
+    rate_events_per_s: float = Field(
+        default=100_000,
+        ge=0,
+        description="Events per second per API key; 0: unlimited; per key: --events-per-s.",
+    )
+    rate_burst_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="A key may send this many seconds' worth of its rate at once.",
+    )
+    auth_keys_file: Path | None = Field(
+        default=None,
+        description="The API key file (`logstream keys ...`); unset: <data_dir>/auth/keys.json.",
+    )
 
     # Consumer runtime
     consume_batch_size: int = Field(default=5_000, ge=1)
@@ -110,6 +130,11 @@ class Settings(BaseSettings):
         if self.topic_replication_factor is not None:
             return self.topic_replication_factor
         return min(3, nodes or self.broker_nodes)
+
+    @property
+    def resolved_auth_keys_file(self) -> Path:
+        """Where API keys (their hashes) are kept."""
+        return self.auth_keys_file or self.data_dir / "auth" / "keys.json"
 
     @property
     def resolved_schema_dir(self) -> Path:

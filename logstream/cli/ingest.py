@@ -8,11 +8,14 @@ flushes the producer; no request answered 2xx is lost.
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Annotated
 
 import typer
 
-from logstream.settings import load_settings
+from logstream.auth.policy import check_bind
+from logstream.settings import ENV_PREFIX, load_settings
 
 __all__ = ["ingest"]
 
@@ -33,10 +36,16 @@ def ingest(
     import uvicorn
 
     settings = load_settings()  # fail here, with one line, on a bad setting
+    bind = host or settings.ingest_host
+    # Each worker's app factory reads the settings again: it must see the real bind address
+    # to decide whether API keys are required.
+    os.environ[ENV_PREFIX + "INGEST_HOST"] = bind
+    if not check_bind(bind, settings.resolved_auth_keys_file):
+        logging.getLogger(__name__).warning("auth is off (loopback only, no API key file)")
     uvicorn.run(
         APP_FACTORY,
         factory=True,
-        host=host or settings.ingest_host,
+        host=bind,
         port=port if port is not None else settings.ingest_port,
         workers=workers or settings.ingest_workers,
         access_log=access_log,

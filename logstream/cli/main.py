@@ -13,6 +13,7 @@ from logstream.cli import (
     consume,
     contract,
     ingest,
+    keys,
     rebuild,
     schemas,
     stack,
@@ -32,6 +33,7 @@ app.add_typer(broker.app, name="broker")
 app.add_typer(topics.app, name="topics")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(stack.app, name="stack")
+app.add_typer(keys.app, name="keys")
 app.command()(consume.consume)
 app.command()(consume.views)
 app.command()(consume.lag)
