@@ -48,7 +48,7 @@ def create_app(
     resolved = settings if settings is not None else load_settings()
     overrides = dict(topic_overrides or {})
     keys_file = resolved.resolved_auth_keys_file
-    if not check_bind(resolved.ingest_host, keys_file):
+    if not check_bind(resolved.ingest_host, keys_file, trust_network=resolved.ingest_trust_network):
         log.warning(
             "auth is off: no API key file at %s and the server is bound to %s (loopback "
             "only); `logstream keys create` turns it on",

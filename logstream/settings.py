@@ -92,6 +92,12 @@ class Settings(BaseSettings):
         gt=0,
         description="A key may send this many seconds' worth of its rate at once.",
     )
+    ingest_trust_network: bool = Field(
+        default=False,
+        description="Serve without API keys on a non-loopback address while no key file "
+        "exists: only where something else limits who connects (docker-compose: the port "
+        "is published on the host's 127.0.0.1).",
+    )
     auth_keys_file: Path | None = Field(
         default=None,
         description="The API key file (`logstream keys ...`); unset: <data_dir>/auth/keys.json.",

@@ -22,14 +22,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_bind(host: str, keys_file: Path) -> bool:
-    """True when auth is on; ConfigError when `host` is exposed and there is no key file."""
+def check_bind(host: str, keys_file: Path, *, trust_network: bool = False) -> bool:
+    """True when auth is on; ConfigError when `host` is exposed and there is no key file
+    (unless `trust_network`: something else already limits who connects, e.g. a container
+    whose port is published on the host's loopback only)."""
     if keys_file.exists():
         return True
-    if is_loopback(host):
+    if is_loopback(host) or trust_network:
         return False
     raise ConfigError(
         f"refusing to serve on {host} without API keys: anyone reaching the port could write "
         f"and read everything. Create one with `logstream keys create --name NAME --scope "
-        f"admin` (key file {keys_file}), or bind to 127.0.0.1"
+        f"admin` (key file {keys_file}), or bind to 127.0.0.1 (LOGSTREAM_INGEST_HOST)"
     )

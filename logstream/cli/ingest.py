@@ -40,7 +40,9 @@ def ingest(
     # Each worker's app factory reads the settings again: it must see the real bind address
     # to decide whether API keys are required.
     os.environ[ENV_PREFIX + "INGEST_HOST"] = bind
-    if not check_bind(bind, settings.resolved_auth_keys_file):
+    if not check_bind(
+        bind, settings.resolved_auth_keys_file, trust_network=settings.ingest_trust_network
+    ):
         logging.getLogger(__name__).warning("auth is off (loopback only, no API key file)")
     uvicorn.run(
         APP_FACTORY,
