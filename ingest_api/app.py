@@ -29,6 +29,7 @@ from logstream.auth.policy import check_bind
 from logstream.codec import Codec
 from logstream.gc_tuning import freeze_startup_heap
 from logstream.producer import EventProducer
+from logstream.redact import install_log_redaction
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import Settings, load_settings
 
@@ -45,6 +46,7 @@ def create_app(
 ) -> FastAPI:
     """Build the app. `topic_overrides` maps event type (e.g. "like") to another topic name,
     for tests and side-by-side deployments; by default each event type's `.avsc` names it."""
+    install_log_redaction()
     resolved = settings if settings is not None else load_settings()
     overrides = dict(topic_overrides or {})
     keys_file = resolved.resolved_auth_keys_file

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from logstream.errors import ConfigError
+from logstream.redact import (
+    is_secret_key,
+    redact_kafka,
+    redact_url,
+    register_secrets,
+    url_password,
+)
 
 __all__ = ["Settings", "load_settings"]
 
@@ -130,6 +139,32 @@ class Settings(BaseSettings):
         "preceding offsets of the same partition is a retry and is not applied by any view. "
         "Part of every view's definition (rebuild after changing it); 0 turns it off.",
     )
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Every secret these settings hold is masked in all output from now on."""
+        register_secrets(self.secret_values())
+
+    def secret_values(self) -> list[str]:
+        """The passwords inside: SASL, the store URL's (raw and decoded), secret extras."""
+        values = [
+            self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None,
+            url_password(self.store_url),
+        ]
+        if self.store_url:
+            with contextlib.suppress(ValueError):
+                values.append(urlsplit(self.store_url).password)
+        values += [v for k, v in self.kafka_extra.items() if is_secret_key(k)]
+        return [v for v in values if v]
+
+    def __repr_args__(self) -> Any:
+        """The repr and str of settings never show a password (store URL, Kafka extras)."""
+        for name, value in super().__repr_args__():
+            if name == "store_url":
+                yield name, redact_url(value)
+            elif name == "kafka_extra":
+                yield name, redact_kafka(value)
+            else:
+                yield name, value
 
     def replication_for(self, nodes: int | None = None) -> int:
         """Replicas for new topics: the setting, else min(3, nodes of the cluster)."""

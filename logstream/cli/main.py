@@ -1,9 +1,14 @@
 """The `logstream` command. Exit codes: 0 ok, 1 error (one line on stderr), 2 usage,
-3 not running / not ready (status checks), 4 refused (backfill while the group is active)."""
+3 not running / not ready (status checks), 4 refused (backfill while the group is active).
+
+Every error, ours or a library's, is one `error:` line with secrets masked; `--debug`
+(anywhere on the command line) prints the traceback as well, masked too.
+"""
 
 from __future__ import annotations
 
 import sys
+import traceback
 
 import typer
 
@@ -21,11 +26,15 @@ from logstream.cli import (
     transfer,
 )
 from logstream.errors import LogstreamError
+from logstream.redact import install_log_redaction, redact
 
 __all__ = ["app", "main"]
 
+DEBUG_FLAG = "--debug"
+
 app = typer.Typer(
-    help="logstream: an event log on Apache Kafka with replayable, exactly-once views.",
+    help="logstream: an event log on Apache Kafka with replayable, exactly-once views. "
+    f"Add {DEBUG_FLAG} anywhere to see tracebacks.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -47,12 +56,26 @@ app.command("import")(transfer.import_)
 app.command()(contract.contract)
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as one masked line: its message's lines joined, else its class."""
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    if not isinstance(exc, LogstreamError):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return redact(text)
+
+
 def main() -> None:
+    debug = DEBUG_FLAG in sys.argv[1:]
+    if debug:
+        sys.argv = [arg for arg in sys.argv if arg != DEBUG_FLAG]
+    install_log_redaction()
     try:
         app()
-    except LogstreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:
+        if debug:
+            print(redact(traceback.format_exc()), file=sys.stderr, end="")
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        sys.exit(1)
