@@ -85,6 +85,27 @@ class Settings(BaseSettings):
     ingest_ack_timeout_s: float = Field(default=5.0, gt=0)
     ingest_max_future_ms: int = Field(default=60 * 60 * 1000, ge=0)
     ingest_queue_max_messages: int = Field(default=200_000, ge=1)
+    ingest_max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Request line + headers of one request, at most (else 431).",
+    )
+    ingest_max_headers: int = Field(default=100, ge=8, description="Header fields, at most.")
+    ingest_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request's headers must arrive within this (else 408, closed).",
+    )
+    ingest_body_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A request's body must arrive within this of its headers (else 408).",
+    )
+    ingest_max_connections: int = Field(
+        default=1024,
+        ge=1,
+        description="Open connections per worker; more get 503 + Retry-After and are closed.",
+    )
     rate_requests_per_s: float = Field(
         default=2_000,
         ge=0,

@@ -48,6 +48,9 @@ def ingest(
         APP_FACTORY,
         factory=True,
         host=bind,
+        # Header limits, read timeouts, a connection cap and lingering close (413s reach
+        # every client): see ingest_api/http_limits.py.
+        http="ingest_api.http_limits:GuardedHttpProtocol",
         port=port if port is not None else settings.ingest_port,
         workers=workers or settings.ingest_workers,
         access_log=access_log,
