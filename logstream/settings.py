@@ -235,13 +235,25 @@ def _unknown_variables(environ: dict[str, str]) -> list[str]:
     )
 
 
+SETTINGS_FILE = "logstream.env"
+
+
+def settings_file(overrides: dict[str, Any]) -> Path | None:
+    """`<data dir>/logstream.env` if it exists: settings written for this folder (by
+    `broker start --secure`); environment variables and overrides win over it."""
+    data_dir = overrides.get("data_dir") or os.environ.get(ENV_PREFIX + "DATA_DIR") or ".logstream"
+    path = Path(data_dir) / SETTINGS_FILE
+    return path if path.is_file() else None
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build settings from the environment plus overrides; a typo'd variable is an error."""
+    """Build settings from the environment, `<data dir>/logstream.env` and overrides; a
+    typo'd variable is an error."""
     unknown = _unknown_variables(dict(os.environ))
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(unknown)}: see README, Configuration")
     try:
-        return Settings(**overrides)
+        return Settings(_env_file=settings_file(overrides), **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])

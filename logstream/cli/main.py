@@ -31,6 +31,10 @@ from logstream.redact import install_log_redaction, redact
 __all__ = ["app", "main"]
 
 DEBUG_FLAG = "--debug"
+# Commands that talk to Kafka: refused credentials fail them in seconds (kafka/preflight.py).
+KAFKA_COMMANDS = frozenset(
+    {"consume", "views", "lag", "rebuild", "ingest", "backfill", "export", "import", "topics"}
+)
 
 app = typer.Typer(
     help="logstream: an event log on Apache Kafka with replayable, exactly-once views. "
@@ -64,12 +68,24 @@ def one_line(exc: BaseException) -> str:
     return redact(text)
 
 
+def _preflight(args: list[str]) -> None:
+    """Check Kafka's answer to our credentials before a command that needs Kafka runs."""
+    command = next((arg for arg in args if not arg.startswith("-")), None)
+    if command not in KAFKA_COMMANDS or "--help" in args:
+        return
+    from logstream.kafka.preflight import check_kafka_access
+    from logstream.settings import load_settings
+
+    check_kafka_access(load_settings())
+
+
 def main() -> None:
     debug = DEBUG_FLAG in sys.argv[1:]
     if debug:
         sys.argv = [arg for arg in sys.argv if arg != DEBUG_FLAG]
     install_log_redaction()
     try:
+        _preflight(sys.argv[1:])
         app()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
