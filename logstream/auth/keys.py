@@ -172,9 +172,7 @@ def _read(path: Path) -> list[ApiKey]:
 
 
 def _write(path: Path, keys: list[ApiKey]) -> None:
-    body = json.dumps(
-        {"version": _FORMAT_VERSION, "keys": [k.to_json() for k in keys]}, indent=2
-    )
+    body = json.dumps({"version": _FORMAT_VERSION, "keys": [k.to_json() for k in keys]}, indent=2)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".keys-", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:

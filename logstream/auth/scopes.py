@@ -42,8 +42,7 @@ def parse_scope(text: str) -> str:
     scope = text.strip()
     if not _SCOPE.match(scope):
         raise ValueError(
-            f"invalid scope {text!r}: use write:<event type>, read:<view>, write:*, read:* "
-            "or admin"
+            f"invalid scope {text!r}: use write:<event type>, read:<view>, write:*, read:* or admin"
         )
     return scope
 
