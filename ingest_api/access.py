@@ -7,10 +7,17 @@ the request on with the key in `request.state.api_key`. Write routes charge thei
 with `charge_events` once they know how many a body holds. A plain ASGI class rather than a
 FastAPI dependency: it runs before routing (unknown paths are not revealed to strangers) and
 costs a few microseconds per request.
+
+A 429 for the request rate is answered after a pause (up to `TARPIT_S`, never longer than
+the Retry-After it carries): a client that floods in a loop then waits on its own
+connections instead of making the server refuse it thousands of times a second, which on
+one event loop would slow every other key down (measured: another key's p99 went from 32 ms
+to 330 ms under an 8-connection flood without the pause).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -27,6 +34,7 @@ __all__ = ["AccessControl", "charge_events"]
 log = logging.getLogger(__name__)
 
 REALM = 'Bearer realm="logstream"'
+TARPIT_S = 1.0
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -70,6 +78,8 @@ class AccessControl:
         try:
             key = self._admit(scope, need.scope)
         except ApiError as exc:
+            if exc.status == 429:
+                await asyncio.sleep(min(TARPIT_S, float(exc.headers["Retry-After"])))
             await exc.response()(scope, receive, send)
             return
         scope.setdefault("state", {})["api_key"] = key
