@@ -18,15 +18,21 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from ingest_api.access import AccessControl
 from ingest_api.errors import install_error_handlers
+from ingest_api.openapi_security import document_security
+from ingest_api.rate_limits import RateLimiter
 from ingest_api.routes import contract, events, health, operations
 from ingest_api.service import LIKE, IngestState
 from ingest_api.view_readers import ViewReaders
+from logstream.auth.keys import KeyRing
+from logstream.auth.policy import check_bind
 from logstream.codec import Codec
 from logstream.gc_tuning import freeze_startup_heap
 from logstream.metrics.lag import RecordTimes
 from logstream.metrics.views import ViewsCollector, ViewTarget
 from logstream.producer import EventProducer
+from logstream.redact import install_log_redaction
 from logstream.registry import registered_views
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import Settings, load_settings
@@ -45,8 +51,17 @@ def create_app(
 ) -> FastAPI:
     """Build the app. `topic_overrides` maps event type (e.g. "like") to another topic name,
     for tests and side-by-side deployments; by default each event type's `.avsc` names it."""
+    install_log_redaction()
     resolved = settings if settings is not None else load_settings()
     overrides = dict(topic_overrides or {})
+    keys_file = resolved.resolved_auth_keys_file
+    if not check_bind(resolved.ingest_host, keys_file, trust_network=resolved.ingest_trust_network):
+        log.warning(
+            "auth is off: no API key file at %s and the server is bound to %s (loopback "
+            "only); `logstream keys create` turns it on",
+            keys_file,
+            resolved.ingest_host,
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,6 +100,11 @@ def create_app(
     app.state.view_readers = ViewReaders(resolved)
     app.state.views = registered_views(resolved)  # built-ins, entry points, LOGSTREAM_VIEWS
     install_error_handlers(app)
+    limiter = RateLimiter(
+        resolved.rate_requests_per_s, resolved.rate_events_per_s, resolved.rate_burst_s
+    )
+    app.state.rate_limiter = limiter
+    app.add_middleware(AccessControl, keyring=KeyRing(keys_file), limiter=limiter)
     install_operations(app, resolved)
     app.include_router(events.router)  # first: the most frequent requests match at once
     app.include_router(health.router)
@@ -105,6 +125,7 @@ def create_app(
             for method in route.methods or ()
         }
         app.include_router(view_query_router(app.state.views, taken))
+    document_security(app)
     return app
 
 

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from logstream.auth.policy import check_bind
 from logstream.cli.broker import cluster_from_options, describe_start
 from logstream.cli.output import say
 from logstream.errors import LogstreamError
@@ -102,6 +103,10 @@ def up(
     from logstream.cli.topics import create as create_topics
 
     settings = load_settings()
+    keys_file = settings.resolved_auth_keys_file
+    auth_on = check_bind(
+        settings.ingest_host, keys_file, trust_network=settings.ingest_trust_network
+    )
     replicas = None
     if broker:
         cluster = cluster_from_options()
@@ -124,6 +129,13 @@ def up(
     say(f"ingest and query API: {base} (docs: {base}/docs, dashboard: {base}/dashboard)")
     for name, port in consumer_metrics_ports(settings).items():
         say(f"metrics of consume-{name}: http://{settings.metrics_host}:{port}/metrics")
+    if auth_on:
+        say(f"auth: on, API keys from {keys_file} (`logstream keys list`)")
+    else:
+        say(
+            f"auth: off (bound to {settings.ingest_host} only, no API key file); "
+            "`logstream keys create --name NAME --scope admin` turns it on"
+        )
     say("stop everything with: make down")
 
 
