@@ -48,8 +48,9 @@ def sqlite_path(store_url: str | None, data_dir: Path, namespace: str) -> Path:
 def open_view_store(
     store_url: str | None, data_dir: Path, view: View, namespace: str | None = None
 ) -> ViewStore:
-    """The store of `view` (or of its side-by-side `namespace`), laid out as the view asks."""
-    return open_store(
+    """The store of `view` (or of its side-by-side `namespace`), laid out as the view asks;
+    refused (StaleLayoutError) when the view's `check_store` finds an older layout in it."""
+    store = open_store(
         store_url,
         data_dir,
         namespace or view.namespace(),
@@ -57,6 +58,14 @@ def open_view_store(
         time_index=view.time_index,
         aggregates=tuple(getattr(view, "aggregates", ())),
     )
+    check = getattr(view, "check_store", None)
+    if check is not None:
+        try:
+            check(store)
+        except BaseException:
+            store.close()
+            raise
+    return store
 
 
 def open_store(
