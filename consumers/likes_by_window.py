@@ -59,7 +59,7 @@ def check_layout(store: ViewStore) -> None:
     if store.windows(ALL_SERIES, ALL_URLS, DAY_MS, *_EVER, 1):
         return
     raise StaleLayoutError(
-        "likes-by-window: this store keeps the all-URL total in the url \"\" row (the old "
+        'likes-by-window: this store keeps the all-URL total in the url "" row (the old '
         "layout, where an empty url was counted twice); rebuild it with "
         "`logstream rebuild likes-by-window` and promote the new version"
     )

@@ -50,6 +50,7 @@ from logstream.runtime.pending import PendingBatch, fold_event
 from logstream.runtime.watchdog import Watch, Watchdog, exit_process
 from logstream.settings import Settings
 from logstream.stores.base import Counter, Position, ViewStore
+from logstream.text_rules import NUL, UnstorableKeyError, unstorable_key
 from logstream.topics import resolve_topics
 from logstream.view import View
 
@@ -367,6 +368,13 @@ class ViewRunner:
                 keys = keys_of(record, ts)
                 if not isinstance(keys, tuple | list):  # a generator raises while iterated
                     keys = list(keys)
+                for cell in keys:  # a key no store can hold (logstream.text_rules)
+                    if NUL in cell[1] or NUL in cell[0]:
+                        raise unstorable_key(cell[0], cell[1])
+            except UnstorableKeyError as exc:  # the event's fault, not the view's: go on
+                self._dead_letter(msg, exc)
+                next_offsets[tp] = offset + 1
+                continue
             except Exception as exc:
                 if not dead_letter_bugs:
                     raise self._view_failed(tp, offset, exc) from exc
