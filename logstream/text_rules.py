@@ -50,7 +50,8 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
         yield path, value
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            name = f"{path}.{key}" if path else str(key)
+            shown = _FORBIDDEN.sub(lambda m: f"\\u{ord(m.group()):04x}", str(key))
+            name = f"{path}.{shown}" if path else shown  # never a raw control in a message
             if isinstance(key, str):
                 yield name, key
             yield from _strings(item, name)
