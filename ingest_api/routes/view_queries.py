@@ -20,9 +20,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from ingest_api.query_params import bad_param, parse_duration_param, parse_time_param
+from ingest_api.read_waits import read_your_writes
 from ingest_api.routes.views import (
-    WaitFor,
-    WaitMs,
     answer,
     bucket_range,
     decode_cursor,
@@ -62,6 +61,7 @@ def view_query_router(views: dict[str, View], taken: set[tuple[str, str]]) -> AP
                 summary=summary,
                 tags=[f"view {view.name}"],
                 name=f"{view.name}-{suffix}",
+                dependencies=[read_your_writes(view)],
             )
     return router
 
@@ -103,12 +103,10 @@ def _endpoints(view: View) -> list[tuple[str, Any, str]]:
         since: Since = None,
         until: Until = None,
         series: Series = None,
-        wait_for: WaitFor = None,
-        wait_ms: WaitMs = None,
     ) -> dict[str, Any]:
         name = _series_of(view, series)
         since_ms, until_ms = bucket_range(view, since, until)
-        readers, store, version = open_view(request, view, wait_for, wait_ms)
+        readers, store, version = open_view(request, view)
         summary = store.summary(name, key, since_ms, until_ms)
         body = {
             key_name: key,
@@ -127,14 +125,12 @@ def _endpoints(view: View) -> list[tuple[str, Any, str]]:
         since: Since = None,
         until: Until = None,
         series: Series = None,
-        wait_for: WaitFor = None,
-        wait_ms: WaitMs = None,
     ) -> dict[str, Any]:
         if by not in view.rankable():
             raise bad_param("by", f"{by!r} is not one of {', '.join(view.rankable())}")
         name = _series_of(view, series)
         since_ms, until_ms = bucket_range(view, since, until)
-        readers, store, version = open_view(request, view, wait_for, wait_ms)
+        readers, store, version = open_view(request, view)
         ranked = store.rank(name, by, limit, since_ms, until_ms)
         body = {
             "items": [{key_name: key, by: value} for key, value in ranked],
@@ -159,8 +155,6 @@ def _endpoints(view: View) -> list[tuple[str, Any, str]]:
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
         cursor: Annotated[str | None, Query(description="next_cursor of the last page")] = None,
         series: Series = None,
-        wait_for: WaitFor = None,
-        wait_ms: WaitMs = None,
     ) -> dict[str, Any]:
         size_ms = parse_duration_param("size", size, view.bucket_ms)
         since_ms, until_ms = parse_time_param("since", since), parse_time_param("until", until)
@@ -169,7 +163,7 @@ def _endpoints(view: View) -> list[tuple[str, Any, str]]:
             raise bad_param("until", "must be later than since")
         after = decode_cursor(cursor)
         name = _series_of(view, series)
-        readers, store, version = open_view(request, view, wait_for, wait_ms)
+        readers, store, version = open_view(request, view)
         rows = store.window_summaries(name, key, size_ms, since_ms, until_ms, limit + 1, after)
         more = len(rows) > limit
         rows = rows[:limit]

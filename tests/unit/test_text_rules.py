@@ -9,7 +9,7 @@ from logstream.text_rules import control_character_errors, forbidden_control, un
 def test_every_c0_control_but_tab_lf_cr_and_del_is_forbidden():
     for code in range(0x80):
         text = f"a{chr(code)}b"
-        forbidden = code < 0x20 and chr(code) not in "\t\n\r" or code == 0x7F
+        forbidden = (code < 0x20 and chr(code) not in "\t\n\r") or code == 0x7F
         assert (forbidden_control(text) is not None) == forbidden, hex(code)
     assert forbidden_control("https://example.com/\x00a") == "U+0000"
     assert forbidden_control("é ü \u2028 \U0001f600") is None  # not C0: allowed
