@@ -68,9 +68,9 @@ def parse_wait_for(values: list[str], default_topic: str) -> list[tuple[str, int
             else:
                 raise ValueError
         except ValueError:
-            raise bad_param("wait_for", f"{value!r} is not 'partition:offset'") from None
-        if partition < 0 or offset < 0:
-            raise bad_param("wait_for", f"{value!r}: partition and offset must be >= 0")
+            raise bad_param("wait_for", f"{value[:60]!r} is not 'partition:offset'") from None
+        if not (0 <= partition < 2**31 and 0 <= offset < 2**63):  # Kafka's int32 and int64
+            raise bad_param("wait_for", f"{value[:60]!r}: partition or offset out of range")
         targets.append((topic, partition, offset))
     return targets
 
