@@ -94,7 +94,9 @@ def _endpoints(view: View) -> list[tuple[str, Any, str]]:
     key_name = view.key_name
     series_doc = f"series: {', '.join(view.series)} (default {view.series[0]})"
     by_doc = f"rank by: {', '.join(view.rankable())}"
-    Series = Annotated[str | None, Query(description=series_doc)]
+    Series = Annotated[
+        str, Query(description=series_doc, json_schema_extra={"enum": list(view.series)})
+    ]
     Key = Annotated[str, Query(alias=key_name, max_length=2048, description=f"the {key_name}")]
 
     def one_key(
@@ -102,7 +104,7 @@ def _endpoints(view: View) -> list[tuple[str, Any, str]]:
         key: Key,
         since: Since = None,
         until: Until = None,
-        series: Series = None,
+        series: Series = view.series[0],
     ) -> dict[str, Any]:
         name = _series_of(view, series)
         since_ms, until_ms = bucket_range(view, since, until)
@@ -124,7 +126,7 @@ def _endpoints(view: View) -> list[tuple[str, Any, str]]:
         limit: Annotated[int, Query(ge=1, le=1000)] = 10,
         since: Since = None,
         until: Until = None,
-        series: Series = None,
+        series: Series = view.series[0],
     ) -> dict[str, Any]:
         if by not in view.rankable():
             raise bad_param("by", f"{by!r} is not one of {', '.join(view.rankable())}")
@@ -154,7 +156,7 @@ def _endpoints(view: View) -> list[tuple[str, Any, str]]:
         until: Annotated[str, Query(description="RFC 3339 or epoch ms (exclusive)")],
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
         cursor: Annotated[str | None, Query(description="next_cursor of the last page")] = None,
-        series: Series = None,
+        series: Series = view.series[0],
     ) -> dict[str, Any]:
         size_ms = parse_duration_param("size", size, view.bucket_ms)
         since_ms, until_ms = parse_time_param("since", since), parse_time_param("until", until)

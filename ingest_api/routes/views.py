@@ -197,7 +197,10 @@ def encode_cursor(start_ms: int) -> str:
 @router.get("/likes-by-window", dependencies=[read_your_writes(BY_WINDOW)])
 def likes_by_window(
     request: Request,
-    size: Annotated[str, Query(description="window size: 1m, 1h or 1d")],
+    size: Annotated[
+        str,
+        Query(description="window size: 1m, 1h or 1d", json_schema_extra={"enum": [*WINDOW_SIZES]}),
+    ],
     since: Annotated[str, Query(description="RFC 3339 or epoch ms (inclusive)")],
     until: Annotated[str, Query(description="RFC 3339 or epoch ms (exclusive)")],
     url: Annotated[str | None, Query(min_length=1, max_length=2048)] = None,
