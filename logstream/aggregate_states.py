@@ -189,6 +189,42 @@ class Folder:
         ] = _generate_fold(self.aggregates)
         self.rows: RowBuilder = generate_row_builder(self.aggregates)
 
+    def merge(self, cells: Sequence[Counter]) -> Counter:
+        """Several cells with fold states merged into a new one (totals of a key's buckets)."""
+        merged = Counter(
+            sum(c.count for c in cells),
+            min(c.first_ms for c in cells),
+            max(c.last_ms for c in cells),
+        )
+        states = [c.aggs for c in cells if c.aggs is not None]
+        if not states:
+            return merged
+        aggs: list[Any] = []
+        for i, agg in enumerate(self.aggregates):
+            present = [s[i] for s in states if s[i] is not None]
+            kind = agg.kind
+            if kind is Kind.SUM:
+                aggs.append(sum(present))
+            elif kind is Kind.MIN:
+                aggs.append(min(present) if present else None)
+            elif kind is Kind.MAX:
+                aggs.append(max(present) if present else None)
+            elif kind is Kind.LATEST:
+                newest = None
+                for v in present:
+                    if newest is None or _newer_raw(newest, *v):
+                        newest = v
+                aggs.append(newest)
+            elif not present:
+                aggs.append(None)
+            else:
+                union = hll_union(agg.lg_k)
+                for sketch in present:
+                    union.update(sketch)
+                aggs.append(union.get_result(_HLL_TYPE))
+        merged.aggs = aggs
+        return merged
+
 
 RowBuilder = Callable[[Iterable[tuple[tuple[str, str, int], Counter]]], list[tuple[Any, ...]]]
 

@@ -161,7 +161,9 @@ class SQLViewStore(BaseViewStore):
         self.namespace = namespace
         self.time_index = time_index
         self.layout = Layout(self.aggregates)
-        self._build_rows = Folder(self.aggregates).rows
+        folder = Folder(self.aggregates)
+        self._build_rows = folder.rows
+        self._merge_cells = folder.merge
         self._bucket_cols = _BASE_BUCKET + self.layout.names
         self._total_cols = _BASE_TOTAL + self.layout.names
 
@@ -325,8 +327,11 @@ class SQLViewStore(BaseViewStore):
         """Deltas as bucket rows: all columns, aggregate states in stored form."""
         return self._build_rows(deltas.items())
 
-    def _total_rows(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """Bucket rows folded per (series, key) of a totals series."""
+    def _total_rows(
+        self, deltas: Mapping[SeriesKey, Counter], rows: list[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        """Bucket deltas (and their rows, in the same order) folded per (series, key) of a
+        totals series."""
         totals = self.totals_series
         if not totals:
             return []
@@ -350,32 +355,21 @@ class SQLViewStore(BaseViewStore):
             if row[0] in totals:
                 groups.setdefault((row[0], row[1]), []).append(i)
         out: list[tuple[Any, ...]] = []
-        encode = self.layout.encode
+        cells = list(deltas.values())
+        merged: list[tuple[SeriesKey, Counter]] = []
         for (series, key), members in groups.items():
             if len(members) == 1:  # most keys: the bucket row is the totals delta
-                row = rows[members[0]]
-                out.append((series, key, *row[3:]))
-                continue
-            merged = merge_all(
-                self.aggregates, [self.layout.decode(rows[i][6:], self._number) for i in members]
-            )
-            out.append(
-                (
-                    series,
-                    key,
-                    sum(rows[i][3] for i in members),
-                    min(rows[i][4] for i in members),
-                    max(rows[i][5] for i in members),
-                    *encode(merged),
-                )
-            )
+                out.append((series, key, *rows[members[0]][3:]))
+            else:
+                merged.append(((series, key, 0), self._merge_cells([cells[i] for i in members])))
+        out += [(r[0], r[1], *r[3:]) for r in self._build_rows(merged)]
         return out
 
     def commit(self, flush: Flush) -> None:
         """Apply a flush atomically; StaleOffsetError (nothing applied) if fenced."""
         self._check_flush(flush)
         rows = self._rows(flush.deltas)
-        totals = self._total_rows(rows)
+        totals = self._total_rows(flush.deltas, rows)
         with self._transaction("commit to", write=True) as tx:
             self._fence(tx, flush)
             if rows:
