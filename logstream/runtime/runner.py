@@ -45,7 +45,7 @@ from logstream.runtime.committer import Committer
 from logstream.runtime.dedupe import EventIdWindow
 from logstream.runtime.dlq import DeadLetters
 from logstream.runtime.kafka_offsets import KafkaOffsetCommits
-from logstream.runtime.pending import PendingBatch, fold_event
+from logstream.runtime.pending import PendingBatch
 from logstream.runtime.watchdog import Watch, Watchdog, exit_process
 from logstream.settings import Settings
 from logstream.stores.base import Counter, Position, ViewStore
@@ -299,7 +299,7 @@ class ViewRunner:
         window = self._event_ids
         id_field = self.view.event_id_field or ""  # only read when the window exists
         warming = window.warm_until if window is not None else None
-        folder = self._folder
+        fold = self._folder.fold_event if self._folder is not None else None
         max_ms = pending.max_event_ms if pending.max_event_ms is not None else -(2**63)
         applied = skipped = duplicates = 0
         for msg in messages:
@@ -344,8 +344,8 @@ class ViewRunner:
                 self._dead_letter(msg, exc)
                 next_offsets[tp] = offset + 1
                 continue
-            if folder is not None:
-                fold_event(counters, folder, keys, record, ts, tp[1], offset)
+            if fold is not None:  # the view declares aggregates
+                fold(counters, keys, record, ts, tp[1], offset)
             else:
                 for key in keys:
                     counter = counters.get(key)
