@@ -122,6 +122,13 @@ class Settings(BaseSettings):
         description="`logstream stack` serves the metrics of the i-th view's consumer (in "
         "the order `logstream views` lists them) on this port + i; 0: no metrics ports.",
     )
+    lag_sample_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often the processes serving view lag sample each partition's log "
+        "end: the resolution of `logstream_view_lag_seconds`.",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text",
         description="`json`: one JSON object per log line, for every process.",

@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from ingest_api.metrics import IngestMetrics
 from logstream.freshness import EndOffsets
+from logstream.metrics.arrivals import LogEndHistory
 from logstream.metrics.consumer import ConsumerMetrics
-from logstream.metrics.lag import RecordTimes
 from logstream.metrics.views import ViewsCollector
 from logstream.runtime.runner import RunResult
 from logstream.settings import Settings
@@ -45,11 +45,11 @@ NOT_METRICS = {
 def exposed_names() -> set[str]:
     registry = CollectorRegistry(auto_describe=False)
     IngestMetrics(registry)
-    ConsumerMetrics("v", RunResult, registry)
+    ConsumerMetrics("v", RunResult, int, registry)
     ProcessCollector(registry=registry)
     settings = Settings()
     registry.register(
-        ViewsCollector(settings, list, None, EndOffsets(settings), RecordTimes(settings))  # type: ignore[arg-type]
+        ViewsCollector(settings, list, None, EndOffsets(settings), LogEndHistory())  # type: ignore[arg-type]
     )
     names = set(BUILTIN)
     for family in registry.collect():
