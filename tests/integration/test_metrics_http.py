@@ -3,6 +3,7 @@ turned off entirely."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -53,3 +54,42 @@ def test_metrics_off_serves_no_metrics_and_counts_nothing(settings: Settings, ma
             "likes-by-window",
         }
         assert client.app.state.ingest.producer.on_ack is None  # type: ignore[attr-defined]
+
+
+def metric(client: TestClient, name: str, **labels: str) -> float:
+    text = client.get("/metrics").text
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    )
+
+
+def test_broker_failures_get_one_vocabulary_and_no_ack_latency(settings: Settings):
+    """A single event and a batch the broker cannot take (their topic does not exist, so
+    the write times out): the same rejection reason and 503 cause for both paths, and no
+    broker-ack observation for either (the histogram holds acknowledged writes only)."""
+    quick = settings.model_copy(update={"ingest_ack_timeout_s": 1.0})
+    missing = f"missing-{uuid.uuid4().hex[:8]}"
+    like = {"url": "https://example.com/a", "user_id": "u"}
+    with TestClient(create_app(quick, topic_overrides={"like": missing})) as client:
+        single = client.post("/v1/events/likes", json=like)
+        batch = client.post("/v1/events/likes/batch", json=[like, like])
+        assert (single.status_code, batch.status_code) == (503, 503)
+        assert single.json()["error"]["code"] == batch.json()["error"]["code"]
+        rejected = "logstream_ingest_events_rejected_total"
+        reason = single.json()["error"]["code"]
+        assert metric(client, rejected, reason=reason) == 3  # 1 + the batch's 2
+        assert metric(client, rejected) == 3
+        causes = {
+            s.labels["cause"]: s.value
+            for family in text_string_to_metric_families(client.get("/metrics").text)
+            for s in family.samples
+            if s.name == "logstream_ingest_unavailable_total"
+        }
+        assert len(causes) == 1, causes  # one cause for one failure, single or batch
+        (cause,) = causes
+        assert cause in {"ack_timeout", "delivery_failed", "queue_full", "refused"}
+        assert causes[cause] == 2
+        assert metric(client, "logstream_ingest_broker_ack_seconds_count") == 0
