@@ -16,7 +16,7 @@ __all__ = ["Settings", "load_settings"]
 
 ENV_PREFIX = "LOGSTREAM_"
 # Variables with the prefix that are read elsewhere (tests, tools), not by Settings.
-_FOREIGN_PREFIXES = ("LOGSTREAM_TEST_", "LOGSTREAM_BENCH_")
+_FOREIGN_PREFIXES = ("LOGSTREAM_TEST_", "LOGSTREAM_BENCH_", "LOGSTREAM_UPDATE_SCREENSHOT")
 
 
 class Settings(BaseSettings):
