@@ -3,7 +3,11 @@ turned off entirely."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -93,3 +97,36 @@ def test_broker_failures_get_one_vocabulary_and_no_ack_latency(settings: Setting
         assert cause in {"ack_timeout", "delivery_failed", "queue_full", "refused"}
         assert causes[cause] == 2
         assert metric(client, "logstream_ingest_broker_ack_seconds_count") == 0
+
+
+WORKER = """
+import sys
+from fastapi.testclient import TestClient
+from ingest_api.app import create_app
+from logstream.settings import Settings
+
+settings = Settings(bootstrap_servers=sys.argv[1], data_dir=sys.argv[2])
+with TestClient(create_app(settings, topic_overrides={"like": sys.argv[3]})) as client:
+    assert client.post("/v1/events/likes", json={"url": "u", "user_id": "a"}).status_code == 202
+"""
+
+
+def test_a_worker_that_stops_leaves_no_live_gauge_behind(
+    settings: Settings, make_topic: Any, tmp_path: Path
+):
+    """Multiprocess mode: a worker's live gauge (producer queue, `livesum`) goes with it, so
+    that scrapes do not keep summing dead workers; its counters (totals) stay."""
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LOGSTREAM_")},
+        "PROMETHEUS_MULTIPROC_DIR": str(shared),
+    }
+    args = [settings.bootstrap_servers, str(tmp_path / "data"), make_topic(3)]
+    worker = subprocess.run(
+        [sys.executable, "-c", WORKER, *args], env=env, capture_output=True, timeout=120
+    )
+    assert worker.returncode == 0, worker.stderr.decode(errors="replace")[-3000:]
+    files = {p.name.rsplit("_", 1)[0] for p in shared.glob("*.db")}
+    assert "counter" in files  # it ran in multiprocess mode and counted its request
+    assert "gauge_livesum" not in files, sorted(shared.iterdir())
