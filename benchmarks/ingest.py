@@ -1,7 +1,7 @@
 """Ingest benchmark: `make bench-ingest` (or `python benchmarks/ingest.py [--duration S]`).
 
-Measures, in one run and on the same server settings (uvicorn, 1 worker, no access log;
-metrics on unless `LOGSTREAM_METRICS=false`, to measure what they cost):
+Measures, in one run and on the same server settings (uvicorn, 1 worker unless `--workers N`,
+no access log; metrics on unless `LOGSTREAM_METRICS=false`, to measure what they cost):
 - single-event POST /v1/events/likes: requests/s, p50/p99 latency at concurrency 32 and 128;
 - the same against a no-op FastAPI POST endpoint (reads the body, answers 202): the
   framework's ceiling;
@@ -90,11 +90,22 @@ def serve(kind: str, port: int, bootstrap: str, topic: str) -> None:
 
 
 @contextmanager
-def server(kind: str, bootstrap: str, topic: str) -> Any:
+def server(kind: str, bootstrap: str, topic: str, workers: int = 1) -> Any:
     port = free_port_block(1)
     argv = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
     argv += ["--bootstrap", bootstrap, "--topic", topic]
-    proc = subprocess.Popen(argv, cwd=REPO)
+    env = None
+    if kind == "ingest" and workers > 1:
+        # Several workers: `logstream ingest` itself (a factory per worker, and the shared
+        # multiprocess metrics folder), on the topic named `<prefix>likes`.
+        argv = [sys.executable, "-m", "logstream", "ingest", "--port", str(port)]
+        argv += ["--workers", str(workers)]
+        env = {
+            **os.environ,
+            "LOGSTREAM_BOOTSTRAP_SERVERS": bootstrap,
+            "LOGSTREAM_TOPIC_PREFIX": topic.removesuffix("likes"),
+        }
+    proc = subprocess.Popen(argv, cwd=REPO, env=env)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -342,12 +353,14 @@ def make_topic(bootstrap: str) -> str:
     from logstream.topics import event_topic_specs
 
     settings = load_settings(bootstrap_servers=bootstrap)
-    topic = f"bench-likes-{uuid.uuid4().hex[:8]}"
+    topic = f"bench-{uuid.uuid4().hex[:8]}.likes"  # `logstream ingest`: prefix `bench-<hex>.`
     create_topics(make_admin(settings), event_topic_specs(settings, [topic], partitions=6))
     return topic
 
 
-def orchestrate(warmup: float, duration: float, slice_s: float, broker_warmup: float) -> Any:
+def orchestrate(
+    warmup: float, duration: float, slice_s: float, broker_warmup: float, workers: int = 1
+) -> Any:
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "settings": {
@@ -356,6 +369,7 @@ def orchestrate(warmup: float, duration: float, slice_s: float, broker_warmup: f
             "slice_s": slice_s,
             "broker_warmup_s": broker_warmup,
             "batch_size": BATCH_SIZE,
+            "ingest_workers": workers,
         },
     }
     with ExitStack() as stack:
@@ -366,7 +380,9 @@ def orchestrate(warmup: float, duration: float, slice_s: float, broker_warmup: f
         # has been serving for a while, or the first measurement pays for the JIT.
         print(f"warming the broker up ({broker_warmup:g} s) ...", file=sys.stderr)
         run_raw(bootstrap, topic, 0.0, broker_warmup)
-        ports = {kind: stack.enter_context(server(kind, bootstrap, topic)) for kind in SERVERS}
+        ports = {
+            kind: stack.enter_context(server(kind, bootstrap, topic, workers)) for kind in SERVERS
+        }
         for concurrency in (32, 128):
             print(f"single events, c={concurrency}, interleaved ...", file=sys.stderr)
             measured = run_load(ports, "single", concurrency, warmup, duration, slice_s)
@@ -458,6 +474,9 @@ def main() -> None:
     parser.add_argument(
         "--broker-warmup", type=float, default=20.0, help="seconds of produce load before measuring"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="ingest server worker processes (logstream ingest)"
+    )
     parser.add_argument("--serve", choices=list(SERVERS), help=argparse.SUPPRESS)
     parser.add_argument("--load", choices=["single", "batch"], help=argparse.SUPPRESS)
     parser.add_argument("--target", action="append", default=[], help=argparse.SUPPRESS)
@@ -474,7 +493,9 @@ def main() -> None:
     elif args.raw:
         raw_main(args.bootstrap, args.topic, args.warmup, args.duration)
     else:
-        results = orchestrate(args.warmup, args.duration, args.slice, args.broker_warmup)
+        results = orchestrate(
+            args.warmup, args.duration, args.slice, args.broker_warmup, args.workers
+        )
         print(json.dumps(results, indent=2))
         print(table(results))
 

@@ -90,9 +90,11 @@ class ConsumerMetrics(Collector):
             yield family
 
 
-def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> Callable[[], None]:
+def serve_metrics(
+    registry: CollectorRegistry, host: str, port: int
+) -> tuple[Callable[[], None], int]:
     """Serve `registry` (plus process memory and CPU) on http://host:port/metrics in a
-    daemon thread; returns the function that stops it."""
+    daemon thread; returns the function that stops it and the port bound (port 0: any)."""
     from prometheus_client import start_http_server
 
     ProcessCollector(registry=registry)
@@ -103,4 +105,4 @@ def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> Callable
         server.server_close()
         thread.join(timeout=2)
 
-    return stop
+    return stop, int(server.server_port)

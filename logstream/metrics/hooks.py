@@ -105,7 +105,9 @@ class ConsumerHooks:
         collector = ViewsCollector(settings, targets, store_for, ends, LogEndHistory())
         self.registry.register(collector)
         try:
-            stop_server = serve_metrics(self.registry, settings.metrics_host, self.port or 0)
+            stop_server, self.port = serve_metrics(
+                self.registry, settings.metrics_host, self.port or 0
+            )
         except OSError as exc:  # the view matters more than its metrics: go on without
             log.error(
                 "cannot serve metrics on %s:%s (%s); consuming without them",
