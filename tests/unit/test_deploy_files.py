@@ -133,3 +133,13 @@ def test_prometheus_scrapes_every_consumer_of_the_compose_file():
     assert ports
     assert {f"{name}:{port}" for name, port in ports.items()} <= targets
     assert "ingest:8000" in targets
+
+
+def test_prometheus_and_grafana_listen_on_loopback_only():
+    """Grafana lets anyone view without a login and Prometheus has no auth at all: neither
+    is published beyond this machine unless the compose file is changed on purpose."""
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name in ("prometheus", "grafana"):
+        ports = compose[name]["ports"]
+        assert ports and all(str(p).startswith("127.0.0.1:") for p in ports), (name, ports)
+    assert "GF_SECURITY_ADMIN_PASSWORD" in compose["grafana"]["environment"]
