@@ -83,13 +83,18 @@ class ViewsCollector(Collector):
         self._store_for = store_for
         self._ends = ends
         self._history = history
+        self._topics: frozenset[str] = frozenset()
 
-    def topics(self) -> set[str]:
-        """Every topic a view version reads: what the lag sampler samples."""
-        out: set[str] = set()
-        for target in self._targets():
-            out.update(resolve_topics(self._settings, target.view.topics))
-        return out
+    def topics(self) -> frozenset[str]:
+        """Every topic a view version reads: what the lag sampler samples. Versions of a
+        view share its topics, so the answer is kept once known (the sampler asks every
+        interval; reading the version registry each time would cost a store round trip)."""
+        if not self._topics:
+            found: set[str] = set()
+            for target in self._targets():
+                found.update(resolve_topics(self._settings, target.view.topics))
+            self._topics = frozenset(found)  # replaced whole: readers on other threads
+        return self._topics
 
     def sampler(self) -> LagSampler:
         """A (not yet started) thread sampling the log ends of `topics()` every
