@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from ingest_api.access import charge_events
 from ingest_api.binary import (
     AVRO,
     AVRO_BATCH,
@@ -68,6 +69,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "Body (or batch) too large"},
     415: {"model": ErrorBody, "description": "Wrong Content-Type"},
     422: {"model": ErrorBody, "description": "Schema violation; `fields` names each problem"},
+    429: {"model": ErrorBody, "description": "The API key's request or event rate is exceeded"},
 }
 
 
@@ -107,6 +109,7 @@ async def post_like(request: Request) -> JSONResponse:
             message, event_id = prepare_binary_like(state, body, now=now_ms())
     except EventRejected as exc:
         raise ApiError(422, "validation_failed", _summary(exc.fields), exc.fields) from None
+    charge_events(request, 1)
     try:
         delivery = await state.producer.send(
             message.topic, message.key, message.value, message.timestamp_ms
@@ -169,6 +172,7 @@ async def post_like_batch(request: Request) -> JSONResponse:
         )
     if not items:
         raise ApiError(422, "validation_failed", "the batch holds no events")
+    charge_events(request, len(items))
     messages, event_ids = _prepare_all(state, items, prepare)
     outcomes = await state.producer.send_many(messages)
     results: list[dict[str, Any]] = []

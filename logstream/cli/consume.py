@@ -13,6 +13,7 @@ from logstream.codec import Codec
 from logstream.gc_tuning import freeze_startup_heap
 from logstream.logs import configure_logging, set_log_context
 from logstream.metrics.hooks import ConsumerHooks
+from logstream.registry import registered_views, resolve_view
 from logstream.runtime import RunResult, ViewRunner
 from logstream.runtime.bounded import call_bounded
 from logstream.runtime.plan import partition_lags
@@ -21,6 +22,7 @@ from logstream.settings import Settings, load_settings
 from logstream.stores.factory import open_view_store
 from logstream.topics import resolve_topics
 from logstream.versions import VersionRegistry
+from logstream.view import View
 
 __all__ = ["consume", "lag", "run_view", "views"]
 
@@ -31,18 +33,18 @@ VersionOpt = Annotated[
 
 def run_view(
     settings: Settings,
-    view_name: str,
+    view_name: str | View,
     version: str | None,
     *,
     until_caught_up: bool,
     progress: bool,
     metrics_port: int | None = None,
 ) -> tuple[str, RunResult]:
-    """Consume one version of a view as its own group (`name` or `name@vN`); with
-    `metrics_port` (and metrics on), serve its Prometheus metrics there."""
-    from consumers import get_view
-
-    spec = get_view(view_name)
+    """Consume one version of a view as its own group (`name` or `name@vN`); `view_name`
+    may also be a `module:attribute` reference, or the view itself. With `metrics_port`
+    (and metrics on), serve its Prometheus metrics there."""
+    spec = view_name if isinstance(view_name, View) else resolve_view(view_name, settings)
+    view_name = spec.name
     registry = VersionRegistry(settings)
     version = version or registry.current(view_name)
     if version not in registry.versions(view_name):
@@ -98,7 +100,9 @@ def run_view(
 
 
 def consume(
-    view: Annotated[str, typer.Argument(help="view name = consumer group id")],
+    view: Annotated[
+        str, typer.Argument(help="view name (= consumer group id) or module:attribute")
+    ],
     until_caught_up: Annotated[
         bool,
         typer.Option("--until-caught-up", help="exit 0 once the log end seen at start is applied"),
@@ -137,11 +141,9 @@ def consume(
 
 def views() -> None:
     """List each view version: group, stored offsets, lag, dead letters, skipped ranges."""
-    from consumers import VIEWS
-
     settings = load_settings()
     registry = VersionRegistry(settings)
-    for name, spec in VIEWS.items():
+    for name, spec in registered_views(settings).items():
         current = registry.current(name)
         for version in registry.versions(name):
             namespace = VersionRegistry.namespace(name, version)
@@ -168,17 +170,17 @@ def views() -> None:
 
 
 def lag(
-    view: Annotated[str | None, typer.Argument(help="one view (default: all)")] = None,
+    view: Annotated[
+        str | None, typer.Argument(help="one view or module:attribute (default: all)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Lag per group and partition of the current view versions (what a queue backs up)."""
     import json
 
-    from consumers import VIEWS, get_view
-
     settings = load_settings()
     registry = VersionRegistry(settings)
-    specs = [get_view(view)] if view else list(VIEWS.values())
+    specs = [resolve_view(view, settings)] if view else list(registered_views(settings).values())
     rows = []
     for spec in specs:
         namespace = VersionRegistry.namespace(spec.name, registry.current(spec.name))

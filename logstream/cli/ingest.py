@@ -10,12 +10,15 @@ flushes the producer; no request answered 2xx is lost.
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 from typing import Annotated, Any
 
 import typer
 
-from logstream.settings import Settings, load_settings
+from logstream.auth.policy import check_bind
+from logstream.settings import ENV_PREFIX, Settings, load_settings
 
 __all__ = ["ingest"]
 
@@ -63,10 +66,21 @@ def _serve(
 ) -> None:
     import uvicorn
 
+    bind = host or settings.ingest_host
+    # Each worker's app factory reads the settings again: it must see the real bind address
+    # to decide whether API keys are required.
+    os.environ[ENV_PREFIX + "INGEST_HOST"] = bind
+    if not check_bind(
+        bind, settings.resolved_auth_keys_file, trust_network=settings.ingest_trust_network
+    ):
+        logging.getLogger(__name__).warning("auth is off (loopback only, no API key file)")
     uvicorn.run(
         APP_FACTORY,
         factory=True,
-        host=host or settings.ingest_host,
+        host=bind,
+        # Header limits, read timeouts, a connection cap and lingering close (413s reach
+        # every client): see ingest_api/http_limits.py.
+        http="ingest_api.http_limits:GuardedHttpProtocol",
         port=port if port is not None else settings.ingest_port,
         workers=processes,
         access_log=access_log,

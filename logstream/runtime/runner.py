@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -34,8 +35,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from logstream.aggregate_states import Folder
 from logstream.codec import Codec
-from logstream.errors import LogstreamError, StaleOffsetError
+from logstream.errors import LogstreamError, StaleOffsetError, ViewCodeError
 from logstream.kafka.admin import topic_watermarks
 from logstream.kafka.config import consumer_config
 from logstream.kafka.timestamps import event_time
@@ -44,7 +46,7 @@ from logstream.runtime.committer import Committer
 from logstream.runtime.dedupe import EventIdWindow
 from logstream.runtime.dlq import DeadLetters
 from logstream.runtime.kafka_offsets import KafkaOffsetCommits
-from logstream.runtime.pending import PendingBatch
+from logstream.runtime.pending import PendingBatch, fold_event
 from logstream.runtime.watchdog import Watch, Watchdog, exit_process
 from logstream.settings import Settings
 from logstream.stores.base import Counter, Position, ViewStore
@@ -129,6 +131,9 @@ class ViewRunner:
         self._log_starts: dict[TP, int] = {}
         horizon = settings.dedupe_horizon_events
         self._event_ids = EventIdWindow(horizon) if horizon and view.event_id_field else None
+        aggregates = tuple(getattr(view, "aggregates", ()))
+        # None: the view declares no aggregates and `_apply` only counts (its fast path).
+        self._folder = Folder(aggregates) if aggregates else None
         self.result = RunResult()
         self._consumer: Consumer | None = None
         self._committer: Committer | None = None
@@ -232,7 +237,15 @@ class ViewRunner:
                 on_revoke=self._on_revoke,
                 on_lost=self._on_lost,
             )
-            self._loop(consumer)
+            try:
+                self._loop(consumer)
+            except ViewCodeError:
+                # The flush in flight holds only events before the bad one: let it land
+                # (bounded by the stop grace); the batch holding the bad event was dropped.
+                if self._stop_requested is None:
+                    self._stop_requested = time.monotonic()
+                self._settle(consumer)
+                raise
             self._flush(consumer)
             self._kafka_commits.commit(consumer, committer.take_offsets())
         finally:
@@ -307,10 +320,12 @@ class ViewRunner:
         next_offsets = pending.next_offsets
         decode = self.codec.decode
         keys_of = self.view.keys
+        dead_letter_bugs = getattr(self.view, "on_error", "stop") == "dead_letter"
         guards = self._guards
         window = self._event_ids
         id_field = self.view.event_id_field or ""  # only read when the window exists
         warming = window.warm_until if window is not None else None
+        folder = self._folder
         max_ms = pending.max_event_ms if pending.max_event_ms is not None else -(2**63)
         applied = skipped = duplicates = 0
         for msg in messages:
@@ -349,22 +364,32 @@ class ViewRunner:
                     next_offsets[tp] = offset + 1
                     duplicates += 1
                     continue
-            try:
+            try:  # the view's own code: a bug in it stops the consumer (see _view_failed)
                 keys = keys_of(record, ts)
-            except Exception as exc:  # unappliable: a dead letter, not a stop
+                if not isinstance(keys, tuple | list):  # a generator raises while iterated
+                    keys = list(keys)
+            except Exception as exc:
+                if not dead_letter_bugs:
+                    raise self._view_failed(tp, offset, exc) from exc
                 self._dead_letter(msg, exc)
                 next_offsets[tp] = offset + 1
                 continue
-            for key in keys:
-                counter = counters.get(key)
-                if counter is None:
-                    counters[key] = Counter(1, ts, ts)
-                else:
-                    counter.count += 1
-                    if ts < counter.first_ms:
-                        counter.first_ms = ts
-                    elif ts > counter.last_ms:
-                        counter.last_ms = ts
+            if folder is not None:
+                try:
+                    fold_event(counters, folder, keys, record, ts, tp[1], offset)
+                except Exception as exc:  # cells may be half folded: stop, whatever the policy
+                    raise self._view_failed(tp, offset, exc) from exc
+            else:
+                for key in keys:
+                    counter = counters.get(key)
+                    if counter is None:
+                        counters[key] = Counter(1, ts, ts)
+                    else:
+                        counter.count += 1
+                        if ts < counter.first_ms:
+                            counter.first_ms = ts
+                        elif ts > counter.last_ms:
+                            counter.last_ms = ts
             if ts > max_ms:
                 max_ms = ts
             next_offsets[tp] = offset + 1
@@ -377,6 +402,20 @@ class ViewRunner:
         self.result.duplicates += duplicates
         if self.on_progress is not None:
             self.on_progress(len(messages))
+
+    def _view_failed(self, tp: TP, offset: int, exc: Exception) -> ViewCodeError:
+        """Log the view's traceback and drop the unflushed batch: the stored offsets stay
+        at the last good flush, so a restart after the fix re-reads from there exactly."""
+        error = ViewCodeError(self.view.name, tp[0], tp[1], offset, exc)
+        log.error(
+            "%s: %s\n%s",
+            self.group_id,
+            error,
+            "".join(traceback.format_exception(exc)).rstrip(),
+        )
+        self._pending.clear()
+        self._stopping = True
+        return error
 
     def _dead_letter(self, msg: Message, exc: Exception) -> None:
         self._dead_letters.send(msg, exc)

@@ -11,6 +11,7 @@ from logstream.stores.base import (
     SeriesKey,
     SkippedRange,
     StoreStats,
+    Summary,
     TotalRow,
     ViewStore,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "SeriesKey",
     "SkippedRange",
     "StoreStats",
+    "Summary",
     "TotalRow",
     "ViewStore",
     "drop_store",

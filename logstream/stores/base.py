@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -27,18 +27,18 @@ __all__ = [
     "SeriesKey",
     "SkippedRange",
     "StoreStats",
+    "Summary",
     "TotalRow",
     "ViewStore",
-    "delta_rows",
     "safe_name",
-    "sorted_deltas",
-    "total_deltas",
     "window_bounds",
 ]
 
 # Bumped whenever the table layout changes; a store refuses a file/schema from the future.
 # v2: the `event_ids` table (deduplication window).
-SCHEMA_VERSION = 2
+# v3: one column group per declared aggregate in buckets and totals; meta `aggregates`;
+#     skipped ranges carry `recorded_ms` on every dialect (docs/architecture.md).
+SCHEMA_VERSION = 3
 
 SeriesKey = tuple[str, str, int]
 """(series, key, bucket_start_ms): the address of one counter."""
@@ -55,11 +55,16 @@ SkippedRange = tuple[str, int, int, int]
 
 @dataclass(slots=True)
 class Counter:
-    """How many events fell on one address, and the event-time span they cover."""
+    """How many events fell on one address, and the event-time span they cover.
+
+    `aggs` holds one state per aggregate the view declares (None when it declares none),
+    as `logstream.aggregate_states` folds them.
+    """
 
     count: int
     first_ms: int
     last_ms: int
+    aggs: list[Any] | None = None
 
     @classmethod
     def of(cls, ts_ms: int, count: int = 1) -> Counter:
@@ -81,6 +86,18 @@ class Counter:
             self.first_ms = other.first_ms
         if other.last_ms > self.last_ms:
             self.last_ms = other.last_ms
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a key's buckets add up to over a time range: its count and event-time span, and
+    per declared aggregate its answer (sum: number; min/max: number or None; latest: the
+    decoded value or None; distinct: an int estimate)."""
+
+    count: int
+    first_ms: int
+    last_ms: int
+    values: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -217,6 +234,38 @@ class ViewStore(Protocol):
         """Non-empty epoch-aligned windows (start, count) of one key, ascending."""
         ...
 
+    def summary(
+        self, series: str, key: str, since_ms: int | None = None, until_ms: int | None = None
+    ) -> Summary | None:
+        """Count, span and aggregates of one key over all time or the buckets in
+        [since, until); None if it has no events there."""
+        ...
+
+    def rank(
+        self,
+        series: str,
+        by: str,
+        limit: int,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> list[tuple[str, int | float]]:
+        """Keys ranked by "count" or by a sum/min/max/distinct aggregate: value desc, key
+        asc (ValueError for an unknown name or a latest aggregate)."""
+        ...
+
+    def window_summaries(
+        self,
+        series: str,
+        key: str,
+        size_ms: int,
+        since_ms: int,
+        until_ms: int,
+        limit: int,
+        after_start_ms: int | None = None,
+    ) -> list[tuple[int, Summary]]:
+        """Like `windows`, with each window's whole summary."""
+        ...
+
     def bucket_rows(self, series: str | None = None) -> list[BucketRow]:
         """Every bucket row, sorted (tests and benchmarks)."""
         ...
@@ -294,49 +343,6 @@ class BaseViewStore(ABC):
             if (pos.topic, pos.partition) in seen:
                 raise ValueError(f"reset names partition {pos.topic}[{pos.partition}] twice")
             seen.add((pos.topic, pos.partition))
-
-
-def sorted_deltas(deltas: Mapping[SeriesKey, Counter]) -> list[BucketRow]:
-    """Deltas as rows in one global order, so concurrent writers lock rows alike (no deadlock).
-
-    Python str order is code point order = UTF-8 byte order = SQLite BINARY = COLLATE "C".
-    Items sort by their (unique) key alone, so Counters are never compared.
-    """
-    return [
-        (series, key, bucket, c.count, c.first_ms, c.last_ms)
-        for (series, key, bucket), c in sorted(deltas.items())
-    ]
-
-
-def delta_rows(deltas: Mapping[SeriesKey, Counter]) -> list[BucketRow]:
-    """Deltas as rows, in no particular order: for a store whose writers are serialised
-    anyway (SQLite), where sorting costs more than it saves."""
-    return [
-        (series, key, bucket, c.count, c.first_ms, c.last_ms)
-        for (series, key, bucket), c in deltas.items()
-    ]
-
-
-def total_deltas(
-    deltas: Mapping[SeriesKey, Counter], totals_series: frozenset[str]
-) -> list[TotalRow]:
-    """Bucket deltas folded per (series, key) for the totals table (no particular order)."""
-    if not totals_series:
-        return []
-    folded: dict[tuple[str, str], list[int]] = {}
-    for (series, key, _bucket), c in deltas.items():
-        if series not in totals_series:
-            continue
-        acc = folded.get((series, key))
-        if acc is None:
-            folded[(series, key)] = [c.count, c.first_ms, c.last_ms]
-        else:
-            acc[0] += c.count
-            if c.first_ms < acc[1]:
-                acc[1] = c.first_ms
-            if c.last_ms > acc[2]:
-                acc[2] = c.last_ms
-    return [(series, key, a[0], a[1], a[2]) for (series, key), a in folded.items()]
 
 
 def window_bounds(

@@ -12,7 +12,7 @@ URL forms:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ from logstream.errors import StoreError
 from logstream.stores.base import ViewStore, safe_name
 
 if TYPE_CHECKING:
+    from logstream.aggregates import Aggregate
     from logstream.view import View
 
 __all__ = ["drop_store", "open_store", "open_view_store", "sqlite_path"]
@@ -54,6 +55,7 @@ def open_view_store(
         namespace or view.namespace(),
         view.totals_series,
         time_index=view.time_index,
+        aggregates=tuple(getattr(view, "aggregates", ())),
     )
 
 
@@ -64,11 +66,13 @@ def open_store(
     totals_series: Iterable[str],
     *,
     time_index: bool = True,
+    aggregates: Sequence[Aggregate] = (),
 ) -> ViewStore:
     """Open (creating if needed) the store of one view namespace, e.g. `likes-by-url@v2`.
 
     `time_index`: keep the (series, bucket) index that ranged rankings use (`View.time_index`);
-    an existing store gains or loses it on open.
+    an existing store gains or loses it on open. `aggregates`: what each bucket keeps besides
+    its count (`View.aggregates`); a store holding other ones is refused (rebuild it).
     """
     totals = frozenset(totals_series)
     if store_url is None or store_url.startswith(_SQLITE_PREFIX):
@@ -79,11 +83,14 @@ def open_store(
             totals,
             namespace=namespace,
             time_index=time_index,
+            aggregates=aggregates,
         )
     if store_url.startswith(_PG_SCHEMES):
         from logstream.stores.postgres import PostgresViewStore
 
-        return PostgresViewStore(store_url, namespace, totals, time_index=time_index)
+        return PostgresViewStore(
+            store_url, namespace, totals, time_index=time_index, aggregates=aggregates
+        )
     raise StoreError(
         f"unsupported store URL scheme {_scheme(store_url)!r}: use sqlite:///path, "
         "postgresql://... or leave LOGSTREAM_STORE_URL unset"
