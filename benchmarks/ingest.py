@@ -1,7 +1,7 @@
 """Ingest benchmark: `make bench-ingest` (or `python benchmarks/ingest.py [--duration S]`).
 
-Measures, in one run and on the same server settings (uvicorn, 1 worker, no access log;
-metrics on unless `LOGSTREAM_METRICS=false`, to measure what they cost):
+Measures, in one run and on the same server settings (uvicorn, 1 worker unless `--workers N`,
+no access log; metrics on unless `LOGSTREAM_METRICS=false`, to measure what they cost):
 - single-event POST /v1/events/likes: requests/s, p50/p99 latency at concurrency 32 and 128;
 - the same against a no-op FastAPI POST endpoint (reads the body, answers 202): the
   framework's ceiling;
@@ -101,11 +101,22 @@ def serve(kind: str, port: int, bootstrap: str, topic: str) -> None:
 
 
 @contextmanager
-def server(kind: str, bootstrap: str, topic: str) -> Any:
+def server(kind: str, bootstrap: str, topic: str, workers: int = 1) -> Any:
     port = free_port_block(1)
     argv = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
     argv += ["--bootstrap", bootstrap, "--topic", topic]
-    proc = subprocess.Popen(argv, cwd=REPO)
+    env = None
+    if kind == "ingest" and workers > 1:
+        # Several workers: `logstream ingest` itself (a factory per worker, and the shared
+        # multiprocess metrics folder), on the topic named `<prefix>likes`.
+        argv = [sys.executable, "-m", "logstream", "ingest", "--port", str(port)]
+        argv += ["--workers", str(workers)]
+        env = {
+            **os.environ,
+            "LOGSTREAM_BOOTSTRAP_SERVERS": bootstrap,
+            "LOGSTREAM_TOPIC_PREFIX": topic.removesuffix("likes"),
+        }
+    proc = subprocess.Popen(argv, cwd=REPO, env=env)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -355,7 +366,7 @@ def make_topic(bootstrap: str) -> str:
     from logstream.topics import event_topic_specs
 
     settings = load_settings(bootstrap_servers=bootstrap)
-    topic = f"bench-likes-{uuid.uuid4().hex[:8]}"
+    topic = f"bench-{uuid.uuid4().hex[:8]}.likes"  # `logstream ingest`: prefix `bench-<hex>.`
     create_topics(make_admin(settings), event_topic_specs(settings, [topic], partitions=6))
     return topic
 
@@ -373,7 +384,9 @@ def enable_auth(folder: Path) -> None:
     os.environ[AUTH_TOKEN_ENV] = token
 
 
-def orchestrate(warmup: float, duration: float, slice_s: float, broker_warmup: float) -> Any:
+def orchestrate(
+    warmup: float, duration: float, slice_s: float, broker_warmup: float, workers: int = 1
+) -> Any:
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "settings": {
@@ -382,6 +395,7 @@ def orchestrate(warmup: float, duration: float, slice_s: float, broker_warmup: f
             "slice_s": slice_s,
             "broker_warmup_s": broker_warmup,
             "batch_size": BATCH_SIZE,
+            "ingest_workers": workers,
             "auth": AUTH_TOKEN_ENV in os.environ,
         },
     }
@@ -393,7 +407,9 @@ def orchestrate(warmup: float, duration: float, slice_s: float, broker_warmup: f
         # has been serving for a while, or the first measurement pays for the JIT.
         print(f"warming the broker up ({broker_warmup:g} s) ...", file=sys.stderr)
         run_raw(bootstrap, topic, 0.0, broker_warmup)
-        ports = {kind: stack.enter_context(server(kind, bootstrap, topic)) for kind in SERVERS}
+        ports = {
+            kind: stack.enter_context(server(kind, bootstrap, topic, workers)) for kind in SERVERS
+        }
         for concurrency in (32, 128):
             print(f"single events, c={concurrency}, interleaved ...", file=sys.stderr)
             measured = run_load(ports, "single", concurrency, warmup, duration, slice_s)
@@ -486,6 +502,9 @@ def main() -> None:
         "--broker-warmup", type=float, default=20.0, help="seconds of produce load before measuring"
     )
     parser.add_argument(
+        "--workers", type=int, default=1, help="ingest server worker processes (logstream ingest)"
+    )
+    parser.add_argument(
         "--auth",
         action="store_true",
         default=os.environ.get("LOGSTREAM_BENCH_AUTH") == "1",
@@ -509,7 +528,9 @@ def main() -> None:
     else:
         if args.auth:
             enable_auth(Path(tempfile.mkdtemp(prefix="bench-auth-")))
-        results = orchestrate(args.warmup, args.duration, args.slice, args.broker_warmup)
+        results = orchestrate(
+            args.warmup, args.duration, args.slice, args.broker_warmup, args.workers
+        )
         print(json.dumps(results, indent=2))
         print(table(results))
 

@@ -29,7 +29,8 @@ from logstream.auth.keys import KeyRing
 from logstream.auth.policy import check_bind
 from logstream.codec import Codec
 from logstream.gc_tuning import freeze_startup_heap
-from logstream.metrics.lag import RecordTimes
+from logstream.metrics.arrivals import LogEndHistory
+from logstream.metrics.exposition import mark_worker_dead
 from logstream.metrics.views import ViewsCollector, ViewTarget
 from logstream.producer import EventProducer
 from logstream.redact import install_log_redaction
@@ -74,20 +75,22 @@ def create_app(
             raise RuntimeError(f"no {LIKE!r} event type in {catalogue.path}")
         producer = EventProducer(resolved)
         await producer.start()
-        sampler = start_producer_metrics(app, producer)
+        queue_sampler = start_producer_metrics(app, producer)
+        lag_sampler = app.state.views_collector.sampler().start()
         app.state.ingest = IngestState(resolved, Codec(catalogue), producer, topics)
         freeze_startup_heap()
         try:
             yield
         finally:
             app.state.ingest = None
-            if sampler is not None:
-                sampler.cancel()
+            if queue_sampler is not None:
+                queue_sampler.cancel()
+            await asyncio.to_thread(lag_sampler.stop)
             await asyncio.to_thread(app.state.view_readers.close)  # reopened lazily
-            await asyncio.to_thread(app.state.record_times.close)
             left = await producer.close(SHUTDOWN_FLUSH_S)
             if left:
                 log.error("%d message(s) not delivered at shutdown (none was acknowledged)", left)
+            mark_worker_dead()
 
     app = FastAPI(
         title="logstream ingest",
@@ -143,13 +146,12 @@ def install_operations(app: FastAPI, settings: Settings) -> None:
             out += [ViewTarget(view, v, v == current) for v in registry.versions(view.name)]
         return out
 
-    app.state.record_times = RecordTimes(settings)
     collector = ViewsCollector(
         settings,
         targets,
         lambda target: readers.store_of(target.view, target.version),
         readers.end_offsets,
-        app.state.record_times,
+        LogEndHistory(),
     )
     app.state.views_collector = collector
     app.state.counters_registry = None

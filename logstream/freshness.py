@@ -38,16 +38,22 @@ class EndOffsets:
 
     def marks(self, topic: str) -> dict[int, tuple[int, int]] | None:
         """{partition: (log start, log end)}, or None when the broker cannot be asked."""
+        fetched = self.marks_fetched(topic)
+        return None if fetched is None else fetched[1]
+
+    def marks_fetched(self, topic: str) -> tuple[float, dict[int, tuple[int, int]]] | None:
+        """(time.monotonic() when the broker answered, {partition: (log start, log end)}),
+        or None when the broker cannot be asked (lag sampling needs when, not just what)."""
         with self._lock:
             cached = self._cache.get(topic)
             if cached is not None and time.monotonic() - cached[0] < self._ttl_s:
-                return cached[1]
+                return cached
             try:
                 marks = self._fetch(topic)
             except Exception:
-                return cached[1] if cached is not None else None
+                return cached
             self._cache[topic] = (time.monotonic(), marks)
-            return marks
+            return self._cache[topic]
 
     def _fetch(self, topic: str) -> dict[int, tuple[int, int]]:
         if self._consumer is None:

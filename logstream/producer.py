@@ -100,6 +100,7 @@ class SendOutcome:
 
     delivery: Delivery | None
     error: str | None
+    cause: str | None = None  # with `error`: BrokerUnavailableError's cause vocabulary
 
     @property
     def ok(self) -> bool:
@@ -135,11 +136,15 @@ class _BatchWaiter:
         if err is None:
             outcome = SendOutcome(Delivery(msg.topic(), msg.partition(), msg.offset()), None)
         else:
-            outcome = SendOutcome(None, _delivery_error_text(err))
+            outcome = SendOutcome(None, _delivery_error_text(err), _delivery_cause(err))
         self.outcomes[index] = outcome
         self.delivered += 1
         if self.delivered == self.target:
             self.sink.append((self.future, None))
+
+
+def _delivery_cause(err: KafkaError) -> str:
+    return "ack_timeout" if err.code() == KafkaError._MSG_TIMED_OUT else "delivery_failed"
 
 
 def _delivery_error_text(err: KafkaError) -> str:
@@ -179,7 +184,8 @@ class EventProducer:
         # the poll task expires them, which is cheaper than one timer per request.
         self._deadlines: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self._serving: asyncio.AbstractEventLoop | None = None  # set while poll() runs on it
-        # Metrics hook: seconds from a send to the broker's acknowledgement, once per call.
+        # Metrics hook: seconds from a send to the broker's acknowledgement, once per call
+        # whose every message was acknowledged (a failed call is counted by its cause).
         self.on_ack: Callable[[float], None] | None = None
 
     # ----- lifecycle ------------------------------------------------------------------------
@@ -288,16 +294,22 @@ class EventProducer:
                 pass
             finally:
                 timer.cancel()
-        if self.on_ack is not None and enqueued:
-            self.on_ack(loop.time() - (deadline - self.ack_timeout_s))
         not_sent = f"not sent: {failure}" if failure else "not sent"
+        not_sent_cause = failure.cause if failure else "refused"
         timed_out = "the broker did not acknowledge the write in time"
-        return [
+        outcomes = [
             outcome
             if outcome is not None
-            else SendOutcome(None, timed_out if i < enqueued else not_sent)
+            else (
+                SendOutcome(None, timed_out, "ack_timeout")
+                if i < enqueued
+                else SendOutcome(None, not_sent, not_sent_cause)
+            )
             for i, outcome in enumerate(list(waiter.outcomes))
         ]
+        if self.on_ack is not None and all(o.ok for o in outcomes):  # as send(): acks only
+            self.on_ack(loop.time() - (deadline - self.ack_timeout_s))
+        return outcomes
 
     async def _enqueue(
         self,
@@ -447,9 +459,7 @@ class EventProducer:
             outcome = BrokerUnavailableError(
                 _delivery_error_text(err),
                 retry_after_s=self._retry_after(),
-                cause="ack_timeout"
-                if err.code() == KafkaError._MSG_TIMED_OUT
-                else "delivery_failed",
+                cause=_delivery_cause(err),
             )
         if self._serving is not None and future.get_loop() is self._serving:
             _settle(((future, outcome),))  # inside the poll task: settle right away

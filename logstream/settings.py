@@ -25,7 +25,7 @@ __all__ = ["Settings", "load_settings"]
 
 ENV_PREFIX = "LOGSTREAM_"
 # Variables with the prefix that are read elsewhere (tests, tools), not by Settings.
-_FOREIGN_PREFIXES = ("LOGSTREAM_TEST_", "LOGSTREAM_BENCH_")
+_FOREIGN_PREFIXES = ("LOGSTREAM_TEST_", "LOGSTREAM_BENCH_", "LOGSTREAM_UPDATE_SCREENSHOT")
 
 
 class Settings(BaseSettings):
@@ -184,6 +184,13 @@ class Settings(BaseSettings):
         le=65535,
         description="`logstream stack` serves the metrics of the i-th view's consumer (in "
         "the order `logstream views` lists them) on this port + i; 0: no metrics ports.",
+    )
+    lag_sample_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often the processes serving view lag sample each partition's log "
+        "end: the resolution of `logstream_view_lag_seconds`.",
     )
     log_format: Literal["text", "json"] = Field(
         default="text",

@@ -190,7 +190,8 @@ async def post_like_batch(request: Request) -> JSONResponse:
             entry.update(status="failed", error=outcome.error)
         results.append(entry)
     written = sum(1 for o in outcomes if o.ok)
-    note_events(request, written=written, failed=len(results) - written)
+    cause = next((o.cause for o in outcomes if not o.ok), None)
+    note_events(request, written=written, failed=len(results) - written, cause=cause)
     if written == len(results):
         return FastJSONResponse({"accepted": written, "events": results}, status_code=202)
     failed = len(results) - written
@@ -202,7 +203,7 @@ async def post_like_batch(request: Request) -> JSONResponse:
         headers={"Retry-After": str(max(1, round(settings.ingest_ack_timeout_s)))},
         extra={"accepted": written, "events": results},
     )
-    return error.response()
+    raise error  # through the error handler, which notes the code for the metrics
 
 
 def _prepare_all(

@@ -98,12 +98,13 @@ class ViewRunner:
         consumer_overrides: dict[str, object] | None = None,
         topics: tuple[str, ...] | None = None,
         on_stall: Callable[[str], None] = exit_process,
-        on_commit: Callable[[float], None] | None = None,
+        on_commit: Callable[[float, int], None] | None = None,
     ) -> None:
         """`on_stall(reason)` is what the watchdog does when no progress is possible for
         `settings.consumer_stall_timeout_s` (default: log and exit the process non-zero).
-        `on_progress(messages)` is called once per consumed batch and `on_commit(seconds)`
-        once per flush that landed, from the commit thread (metrics hooks)."""
+        `on_progress(messages)` is called once per consumed batch and
+        `on_commit(seconds, events)` once per flush that landed, from the commit thread
+        (metrics hooks)."""
         self.settings = settings
         self.view = view
         self.store = store
