@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: up down status test test-unit lint format bench-ingest bench-views bench-replay clean help
+.PHONY: up down status test test-unit lint format bench-ingest bench-ingest-auth bench-views bench-replay clean help
 
 help:
 	@echo "make up      start broker, topics, ingest API and view consumers (background)"
@@ -53,6 +53,10 @@ format: $(STAMP)
 
 bench-ingest: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/ingest.py
+
+# The same with an API key on every request (compare with bench-ingest: target within 10 %).
+bench-ingest-auth: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/ingest.py --auth
 
 bench-views: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/views.py

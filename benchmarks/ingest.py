@@ -1,6 +1,7 @@
 """Ingest benchmark: `make bench-ingest` (or `python benchmarks/ingest.py [--duration S]`).
 
-Measures, in one run and on the same server settings (uvicorn, 1 worker, no access log):
+Measures, in one run and on the same server settings (uvicorn, 1 worker unless `--workers N`,
+no access log; metrics on unless `LOGSTREAM_METRICS=false`, to measure what they cost):
 - single-event POST /v1/events/likes: requests/s, p50/p99 latency at concurrency 32 and 128;
 - the same against a no-op FastAPI POST endpoint (reads the body, answers 202): the
   framework's ceiling;
@@ -17,6 +18,12 @@ from one minute to the next:
   the raw loop alternate in rounds), so both see the same machine;
 - the broker first gets `--broker-warmup` seconds of produce load: a fresh JVM runs
   interpreted for its first minute, which would be charged to whichever ran first.
+
+Auth: `--auth` (or LOGSTREAM_BENCH_AUTH=1) runs ingest with an API key file and every request
+carries `Authorization: Bearer <key>` (the no-op server gets the header too and ignores it);
+the key's rate limits are set far above the load, so the access check and both token buckets
+run on every request without refusing any. Compare a run with `--auth` to one without: the
+target is within 10 %.
 
 Broker: LOGSTREAM_BENCH_BOOTSTRAP if set, else a private local broker on free ports with its
 data in a temporary folder (stopped at the end). Each server runs in its own process and the
@@ -48,6 +55,8 @@ from fastapi.responses import JSONResponse
 BATCH_SIZE = 1000
 BATCH_ROUND_S = 4.0  # batches and the raw loop alternate in rounds of at least this long
 SERVERS = ("noop", "ingest")
+AUTH_KEYS_ENV = "LOGSTREAM_BENCH_AUTH_KEYS_FILE"  # set for the child processes by --auth
+AUTH_TOKEN_ENV = "LOGSTREAM_BENCH_AUTH_TOKEN"
 URLS = 1000  # distinct urls, hence keys, spread over the partitions
 
 
@@ -70,8 +79,11 @@ def serve(kind: str, port: int, bootstrap: str, topic: str) -> None:
         from ingest_api.app import create_app
         from logstream.settings import load_settings
 
+        keys_file = os.environ.get(AUTH_KEYS_ENV)
+        overrides: dict[str, Any] = {"auth_keys_file": Path(keys_file)} if keys_file else {}
         app: Any = create_app(
-            load_settings(bootstrap_servers=bootstrap), topic_overrides={"like": topic}
+            load_settings(bootstrap_servers=bootstrap, **overrides),
+            topic_overrides={"like": topic},
         )
     else:
         app = FastAPI()
@@ -89,11 +101,22 @@ def serve(kind: str, port: int, bootstrap: str, topic: str) -> None:
 
 
 @contextmanager
-def server(kind: str, bootstrap: str, topic: str) -> Any:
+def server(kind: str, bootstrap: str, topic: str, workers: int = 1) -> Any:
     port = free_port_block(1)
     argv = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
     argv += ["--bootstrap", bootstrap, "--topic", topic]
-    proc = subprocess.Popen(argv, cwd=REPO)
+    env = None
+    if kind == "ingest" and workers > 1:
+        # Several workers: `logstream ingest` itself (a factory per worker, and the shared
+        # multiprocess metrics folder), on the topic named `<prefix>likes`.
+        argv = [sys.executable, "-m", "logstream", "ingest", "--port", str(port)]
+        argv += ["--workers", str(workers)]
+        env = {
+            **os.environ,
+            "LOGSTREAM_BOOTSTRAP_SERVERS": bootstrap,
+            "LOGSTREAM_TOPIC_PREFIX": topic.removesuffix("likes"),
+        }
+    proc = subprocess.Popen(argv, cwd=REPO, env=env)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -163,10 +186,12 @@ async def _load(
     drifts by tens of percent over minutes: every target sees the same conditions. A slice
     ends when the last of its requests is answered; its rate counts the whole slice.
     """
+    token = os.environ.get(AUTH_TOKEN_ENV)
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
     requests = [
         (
             f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
+            f"{auth}Content-Length: {len(body)}\r\n\r\n"
         ).encode()
         + body
         for body in bodies
@@ -341,12 +366,27 @@ def make_topic(bootstrap: str) -> str:
     from logstream.topics import event_topic_specs
 
     settings = load_settings(bootstrap_servers=bootstrap)
-    topic = f"bench-likes-{uuid.uuid4().hex[:8]}"
+    topic = f"bench-{uuid.uuid4().hex[:8]}.likes"  # `logstream ingest`: prefix `bench-<hex>.`
     create_topics(make_admin(settings), event_topic_specs(settings, [topic], partitions=6))
     return topic
 
 
-def orchestrate(warmup: float, duration: float, slice_s: float, broker_warmup: float) -> Any:
+def enable_auth(folder: Path) -> None:
+    """An API key file with one writer key whose limits the load never reaches; the child
+    processes (servers, load generator) find both through the environment."""
+    from logstream.auth.keys import KeyFile
+
+    keys_file = folder / "keys.json"
+    _, token = KeyFile(keys_file).create(
+        "bench", ["write:likes"], requests_per_s=1e9, events_per_s=1e12
+    )
+    os.environ[AUTH_KEYS_ENV] = str(keys_file)
+    os.environ[AUTH_TOKEN_ENV] = token
+
+
+def orchestrate(
+    warmup: float, duration: float, slice_s: float, broker_warmup: float, workers: int = 1
+) -> Any:
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "settings": {
@@ -355,6 +395,8 @@ def orchestrate(warmup: float, duration: float, slice_s: float, broker_warmup: f
             "slice_s": slice_s,
             "broker_warmup_s": broker_warmup,
             "batch_size": BATCH_SIZE,
+            "ingest_workers": workers,
+            "auth": AUTH_TOKEN_ENV in os.environ,
         },
     }
     with ExitStack() as stack:
@@ -365,7 +407,9 @@ def orchestrate(warmup: float, duration: float, slice_s: float, broker_warmup: f
         # has been serving for a while, or the first measurement pays for the JIT.
         print(f"warming the broker up ({broker_warmup:g} s) ...", file=sys.stderr)
         run_raw(bootstrap, topic, 0.0, broker_warmup)
-        ports = {kind: stack.enter_context(server(kind, bootstrap, topic)) for kind in SERVERS}
+        ports = {
+            kind: stack.enter_context(server(kind, bootstrap, topic, workers)) for kind in SERVERS
+        }
         for concurrency in (32, 128):
             print(f"single events, c={concurrency}, interleaved ...", file=sys.stderr)
             measured = run_load(ports, "single", concurrency, warmup, duration, slice_s)
@@ -457,6 +501,15 @@ def main() -> None:
     parser.add_argument(
         "--broker-warmup", type=float, default=20.0, help="seconds of produce load before measuring"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="ingest server worker processes (logstream ingest)"
+    )
+    parser.add_argument(
+        "--auth",
+        action="store_true",
+        default=os.environ.get("LOGSTREAM_BENCH_AUTH") == "1",
+        help="ingest requires an API key, every request sends one (LOGSTREAM_BENCH_AUTH=1)",
+    )
     parser.add_argument("--serve", choices=list(SERVERS), help=argparse.SUPPRESS)
     parser.add_argument("--load", choices=["single", "batch"], help=argparse.SUPPRESS)
     parser.add_argument("--target", action="append", default=[], help=argparse.SUPPRESS)
@@ -473,7 +526,11 @@ def main() -> None:
     elif args.raw:
         raw_main(args.bootstrap, args.topic, args.warmup, args.duration)
     else:
-        results = orchestrate(args.warmup, args.duration, args.slice, args.broker_warmup)
+        if args.auth:
+            enable_auth(Path(tempfile.mkdtemp(prefix="bench-auth-")))
+        results = orchestrate(
+            args.warmup, args.duration, args.slice, args.broker_warmup, args.workers
+        )
         print(json.dumps(results, indent=2))
         print(table(results))
 

@@ -1,23 +1,25 @@
-"""The views logstream ships: one consumer group and one store each."""
+"""The views logstream ships: one consumer group and one store each.
+
+Kept for imports that predate `logstream.registry`: `VIEWS` holds the built-in views only;
+`get_view` resolves any registered view (or a `module:attribute` reference).
+"""
 
 from __future__ import annotations
 
-from consumers.likes_by_url import LikesByUrl
-from consumers.likes_by_user import LikesByUser
-from consumers.likes_by_window import LikesByWindow
-from logstream.errors import LogstreamError
+# Bound under other names: `consumers.likes_by_url` stays the module.
+from consumers.likes_by_url import likes_by_url as _by_url
+from consumers.likes_by_user import likes_by_user as _by_user
+from consumers.likes_by_window import likes_by_window as _by_window
 from logstream.view import View
 
 __all__ = ["VIEWS", "get_view"]
 
-VIEWS: dict[str, View] = {
-    view.name: view for view in (LikesByUrl(), LikesByUser(), LikesByWindow())
-}
+VIEWS: dict[str, View] = {view.name: view for view in (_by_url, _by_user, _by_window)}
 
 
 def get_view(name: str) -> View:
-    """The view called `name`, or an error listing the known ones."""
-    try:
-        return VIEWS[name]
-    except KeyError:
-        raise LogstreamError(f"unknown view {name!r}; known views: {', '.join(VIEWS)}") from None
+    """The view called `name` (or at `module:attribute`), or an error listing the known ones."""
+    from logstream.registry import resolve_view
+    from logstream.settings import load_settings
+
+    return resolve_view(name, load_settings())

@@ -16,16 +16,28 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
+from ingest_api.access import AccessControl
 from ingest_api.errors import install_error_handlers
-from ingest_api.routes import contract, events, health
+from ingest_api.openapi_security import document_security
+from ingest_api.rate_limits import RateLimiter
+from ingest_api.routes import contract, events, health, operations
 from ingest_api.service import LIKE, IngestState
 from ingest_api.view_readers import ViewReaders
+from logstream.auth.keys import KeyRing
+from logstream.auth.policy import check_bind
 from logstream.codec import Codec
 from logstream.gc_tuning import freeze_startup_heap
+from logstream.metrics.arrivals import LogEndHistory
+from logstream.metrics.exposition import mark_worker_dead
+from logstream.metrics.views import ViewsCollector, ViewTarget
 from logstream.producer import EventProducer
+from logstream.redact import install_log_redaction
+from logstream.registry import registered_views
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import Settings, load_settings
+from logstream.view import View
 
 __all__ = ["create_app"]
 
@@ -40,8 +52,17 @@ def create_app(
 ) -> FastAPI:
     """Build the app. `topic_overrides` maps event type (e.g. "like") to another topic name,
     for tests and side-by-side deployments; by default each event type's `.avsc` names it."""
+    install_log_redaction()
     resolved = settings if settings is not None else load_settings()
     overrides = dict(topic_overrides or {})
+    keys_file = resolved.resolved_auth_keys_file
+    if not check_bind(resolved.ingest_host, keys_file, trust_network=resolved.ingest_trust_network):
+        log.warning(
+            "auth is off: no API key file at %s and the server is bound to %s (loopback "
+            "only); `logstream keys create` turns it on",
+            keys_file,
+            resolved.ingest_host,
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,16 +75,22 @@ def create_app(
             raise RuntimeError(f"no {LIKE!r} event type in {catalogue.path}")
         producer = EventProducer(resolved)
         await producer.start()
+        queue_sampler = start_producer_metrics(app, producer)
+        lag_sampler = app.state.views_collector.sampler().start()
         app.state.ingest = IngestState(resolved, Codec(catalogue), producer, topics)
         freeze_startup_heap()
         try:
             yield
         finally:
             app.state.ingest = None
+            if queue_sampler is not None:
+                queue_sampler.cancel()
+            await asyncio.to_thread(lag_sampler.stop)
             await asyncio.to_thread(app.state.view_readers.close)  # reopened lazily
             left = await producer.close(SHUTDOWN_FLUSH_S)
             if left:
                 log.error("%d message(s) not delivered at shutdown (none was acknowledged)", left)
+            mark_worker_dead()
 
     app = FastAPI(
         title="logstream ingest",
@@ -74,13 +101,81 @@ def create_app(
     app.state.ingest = None
     app.state.settings = resolved
     app.state.view_readers = ViewReaders(resolved)
+    app.state.views = registered_views(resolved)  # built-ins, entry points, LOGSTREAM_VIEWS
     install_error_handlers(app)
+    limiter = RateLimiter(
+        resolved.rate_requests_per_s, resolved.rate_events_per_s, resolved.rate_burst_s
+    )
+    app.state.rate_limiter = limiter
+    app.add_middleware(AccessControl, keyring=KeyRing(keys_file), limiter=limiter)
+    install_operations(app, resolved)
     app.include_router(events.router)  # first: the most frequent requests match at once
     app.include_router(health.router)
     app.include_router(contract.router)
+    app.include_router(operations.router)
     # --- read router (owned by the lead): /v1/views/... ------------------------------------
     # Included when `ingest_api/routes/views.py` exists; an error inside it still surfaces.
     if importlib.util.find_spec(VIEWS_ROUTER_MODULE) is not None:
         views = importlib.import_module(VIEWS_ROUTER_MODULE)
         app.include_router(views.router)
+        # Every registered view's generated routes, after the specific ones (they win).
+        from ingest_api.routes.view_queries import view_query_router
+
+        taken = {
+            (method, route.path)
+            for route in views.router.routes
+            if isinstance(route, APIRoute)
+            for method in route.methods or ()
+        }
+        app.include_router(view_query_router(app.state.views, taken))
+    document_security(app)
     return app
+
+
+def install_operations(app: FastAPI, settings: Settings) -> None:
+    """View lag for `/v1/status` and `/metrics`; with metrics on, the HTTP and ingest
+    counters (a middleware) and the registry a scrape reads."""
+    views: dict[str, View] = app.state.views
+    readers: ViewReaders = app.state.view_readers
+    registry = readers.versions
+
+    def targets() -> list[ViewTarget]:
+        out = []
+        for view in views.values():
+            current = registry.current(view.name)
+            out += [ViewTarget(view, v, v == current) for v in registry.versions(view.name)]
+        return out
+
+    collector = ViewsCollector(
+        settings,
+        targets,
+        lambda target: readers.store_of(target.view, target.version),
+        readers.end_offsets,
+        LogEndHistory(),
+    )
+    app.state.views_collector = collector
+    app.state.counters_registry = None
+    app.state.ingest_metrics = None
+    if not settings.metrics:
+        return
+    from prometheus_client import CollectorRegistry
+
+    from ingest_api.metrics import IngestMetrics, install
+    from logstream.metrics.exposition import registry_of, scrape_registry
+
+    own = CollectorRegistry()
+    app.state.ingest_metrics = IngestMetrics(own)
+    app.state.counters_registry = scrape_registry(own)
+    app.state.views_registry = registry_of(collector)
+    install(app, app.state.ingest_metrics)
+
+
+def start_producer_metrics(app: FastAPI, producer: EventProducer) -> asyncio.Task[None] | None:
+    """Broker ack latency and the producer queue gauge, when metrics are on."""
+    metrics = app.state.ingest_metrics
+    if metrics is None:
+        return None
+    from ingest_api.metrics import sample_queue_depth
+
+    producer.on_ack = metrics.ack.observe
+    return asyncio.get_running_loop().create_task(sample_queue_depth(producer, metrics.queue))

@@ -69,14 +69,25 @@ def error_body(code: str, message: str, fields: Sequence[FieldError] = ()) -> di
     }
 
 
-async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+def _note_error(request: Request, code: str, exc: Exception | None = None) -> None:
+    """Leave the error's code (and a 503's cause) where the metrics middleware reads it."""
+    state = request.scope.setdefault("state", {})
+    state["error_code"] = code
+    cause = getattr(exc.__context__, "cause", None) if exc is not None else None
+    if cause is not None:  # e.g. BrokerUnavailableError.cause: queue_full, ack_timeout
+        state["unavailable_cause"] = cause
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
+    _note_error(request, exc.code, exc)
     return exc.response()
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _STATUS_CODES.get(exc.status_code, "http_error")
+    _note_error(request, code)
     return JSONResponse(
         error_body(code, str(exc.detail)),
         status_code=exc.status_code,
@@ -84,8 +95,9 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    _note_error(request, "validation_failed")
     fields = [
         FieldError(
             field=".".join(str(p) for p in err.get("loc", ()) if p != "body") or None,

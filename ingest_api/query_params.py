@@ -1,17 +1,22 @@
-"""Query-string parsing for the read API: times and read-your-writes targets.
+"""Query-string parsing for the read API: times, durations and read-your-writes targets.
 
 Times are RFC 3339 or epoch milliseconds, as at ingest; every error names its parameter.
 """
 
 from __future__ import annotations
 
+import re
+
 from ingest_api.errors import ApiError
 from ingest_api.models import FieldError
 from ingest_api.timestamps import InvalidTimestampError, parse_occurred_at
 
-__all__ = ["bad_param", "parse_time_param", "parse_wait_for"]
+__all__ = ["MAX_TIME_MS", "bad_param", "parse_duration_param", "parse_time_param", "parse_wait_for"]
 
 _NO_FUTURE_BOUND = 10**15
+MAX_TIME_MS = _NO_FUTURE_BOUND  # times, cursors and window sizes stay far inside int64
+_DURATION = re.compile(r"^([1-9][0-9]{0,12})(ms|s|m|h|d)?$")
+_UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, None: 1}
 
 
 def bad_param(name: str, message: str) -> ApiError:
@@ -49,3 +54,17 @@ def parse_wait_for(values: list[str], default_topic: str) -> list[tuple[str, int
             raise bad_param("wait_for", f"{value!r}: partition and offset must be >= 0")
         targets.append((topic, partition, offset))
     return targets
+
+
+def parse_duration_param(name: str, value: str, multiple_of_ms: int) -> int:
+    """Milliseconds from `15m`, `1h`, `2d`, `90s`, `500ms` or plain ms; a positive
+    multiple of `multiple_of_ms` (a view's bucket: windows are whole buckets)."""
+    match = _DURATION.match(value.strip())
+    if match is None:
+        raise bad_param(name, f"{value!r} is not a duration such as 1m, 1h, 1d or 60000 (ms)")
+    ms = int(match.group(1)) * _UNIT_MS[match.group(2)]
+    if ms > MAX_TIME_MS:
+        raise bad_param(name, f"{value} is longer than {MAX_TIME_MS} ms")
+    if ms % multiple_of_ms:
+        raise bad_param(name, f"{value} is not a whole multiple of the view's {multiple_of_ms} ms")
+    return ms

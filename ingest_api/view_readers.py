@@ -48,6 +48,10 @@ class ViewReaders:
     def resolve(self, view: View) -> tuple[ViewStore, str]:
         """The current version of the view and its store, resolved together."""
         version = self.current_version(view)
+        return self.store_of(view, version), version
+
+    def store_of(self, view: View, version: str) -> ViewStore:
+        """The store of one version of the view (current or not: metrics read them all)."""
         namespace = VersionRegistry.namespace(view.name, version)
         with self._lock:
             store = self._stores.get(namespace)
@@ -56,7 +60,7 @@ class ViewReaders:
                     self.settings.store_url, self.settings.data_dir, view, namespace
                 )
                 self._stores[namespace] = store
-            return store, version
+            return store
 
     def close(self) -> None:
         with self._lock:

@@ -12,6 +12,7 @@ __all__ = [
     "StaleOffsetError",
     "StoreError",
     "UnknownSchemaError",
+    "ViewCodeError",
 ]
 
 
@@ -49,3 +50,22 @@ class StoreError(LogstreamError):
 
 class StaleOffsetError(StoreError):
     """A flush was fenced: the stored offset moved (rebalance or reset) since the batch began."""
+
+
+class ViewCodeError(LogstreamError):
+    """A view's own code raised on an event: the consumer stops at that event's offset.
+
+    Not a dead letter: a bug in a new view would otherwise dead-letter the whole log. The
+    store's offsets stay at the last good flush, so a fix and a restart continue exactly.
+    """
+
+    exit_code = 5  # `logstream consume` exits with it; the supervisor reports it
+
+    def __init__(self, view: str, topic: str, partition: int, offset: int, cause: BaseException):
+        self.view, self.topic, self.partition, self.offset = view, topic, partition, offset
+        super().__init__(
+            f"view {view!r} raised {type(cause).__name__}: {cause} on {topic}[{partition}] "
+            f"offset {offset}; stopped there (nothing after the last good batch is committed): "
+            "fix the view and restart it to continue exactly, or declare "
+            'on_error="dead_letter"'
+        )

@@ -21,33 +21,45 @@ __all__ = ["EndOffsets", "Freshness", "freshness_of"]
 
 
 class EndOffsets:
-    """Log-end offsets per partition, cached for `ttl_s`; the client is created lazily."""
+    """Log-start and log-end offsets per partition, cached for `ttl_s`; the client is
+    created lazily."""
 
     def __init__(self, settings: Settings, ttl_s: float = 0.5) -> None:
         self._settings = settings
         self._ttl_s = ttl_s
         self._consumer: Consumer | None = None
-        self._cache: dict[str, tuple[float, dict[int, int]]] = {}
+        self._cache: dict[str, tuple[float, dict[int, tuple[int, int]]]] = {}
         self._lock = threading.Lock()
 
     def of(self, topic: str) -> dict[int, int] | None:
         """{partition: end offset}, or None when the broker cannot be asked right now."""
+        marks = self.marks(topic)
+        return None if marks is None else {p: high for p, (_low, high) in marks.items()}
+
+    def marks(self, topic: str) -> dict[int, tuple[int, int]] | None:
+        """{partition: (log start, log end)}, or None when the broker cannot be asked."""
+        fetched = self.marks_fetched(topic)
+        return None if fetched is None else fetched[1]
+
+    def marks_fetched(self, topic: str) -> tuple[float, dict[int, tuple[int, int]]] | None:
+        """(time.monotonic() when the broker answered, {partition: (log start, log end)}),
+        or None when the broker cannot be asked (lag sampling needs when, not just what)."""
         with self._lock:
             cached = self._cache.get(topic)
             if cached is not None and time.monotonic() - cached[0] < self._ttl_s:
-                return cached[1]
+                return cached
             try:
-                ends = self._fetch(topic)
+                marks = self._fetch(topic)
             except Exception:
-                return cached[1] if cached is not None else None
-            self._cache[topic] = (time.monotonic(), ends)
-            return ends
+                return cached
+            self._cache[topic] = (time.monotonic(), marks)
+            return self._cache[topic]
 
-    def _fetch(self, topic: str) -> dict[int, int]:
+    def _fetch(self, topic: str) -> dict[int, tuple[int, int]]:
         if self._consumer is None:
             self._consumer = Consumer(consumer_config(self._settings, "logstream-freshness"))
         marks = topic_watermarks(self._consumer, [topic], timeout_s=2)
-        return {partition: high for (_topic, partition), (_low, high) in marks.items()}
+        return {partition: mark for (_topic, partition), mark in marks.items()}
 
     def close(self) -> None:
         with self._lock:

@@ -35,7 +35,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -65,12 +65,14 @@ _QUEUE_FULL_RETRY_S = 0.005
 class BrokerUnavailableError(LogstreamError):
     """The broker did not acknowledge in time, the local queue is full, or delivery failed.
 
-    `retry_after_s` is a hint for the HTTP `Retry-After` header.
+    `retry_after_s` is a hint for the HTTP `Retry-After` header; `cause` is one word for
+    metrics: queue_full, ack_timeout, delivery_failed or refused.
     """
 
-    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+    def __init__(self, message: str, *, retry_after_s: int = 1, cause: str = "refused") -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.cause = cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,7 @@ class SendOutcome:
 
     delivery: Delivery | None
     error: str | None
+    cause: str | None = None  # with `error`: BrokerUnavailableError's cause vocabulary
 
     @property
     def ok(self) -> bool:
@@ -133,11 +136,15 @@ class _BatchWaiter:
         if err is None:
             outcome = SendOutcome(Delivery(msg.topic(), msg.partition(), msg.offset()), None)
         else:
-            outcome = SendOutcome(None, _delivery_error_text(err))
+            outcome = SendOutcome(None, _delivery_error_text(err), _delivery_cause(err))
         self.outcomes[index] = outcome
         self.delivered += 1
         if self.delivered == self.target:
             self.sink.append((self.future, None))
+
+
+def _delivery_cause(err: KafkaError) -> str:
+    return "ack_timeout" if err.code() == KafkaError._MSG_TIMED_OUT else "delivery_failed"
 
 
 def _delivery_error_text(err: KafkaError) -> str:
@@ -177,6 +184,9 @@ class EventProducer:
         # the poll task expires them, which is cheaper than one timer per request.
         self._deadlines: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self._serving: asyncio.AbstractEventLoop | None = None  # set while poll() runs on it
+        # Metrics hook: seconds from a send to the broker's acknowledgement, once per call
+        # whose every message was acknowledged (a failed call is counted by its cause).
+        self.on_ack: Callable[[float], None] | None = None
 
     # ----- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -227,23 +237,33 @@ class EventProducer:
     def started(self) -> bool:
         return self._producer is not None
 
+    @property
+    def queue_depth(self) -> int:
+        """Messages produced and not yet acknowledged (librdkafka's local queue)."""
+        producer = self._producer
+        return len(producer) if producer is not None else 0
+
     # ----- sending -------------------------------------------------------------------------
     async def send(self, topic: str, key: bytes, value: bytes, timestamp_ms: int) -> Delivery:
         """Write one message; returns once the broker acknowledged it, within the bound."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ack_timeout_s
+        started = loop.time()
+        deadline = started + self.ack_timeout_s
         future: asyncio.Future[Any] = loop.create_future()
         callback = partial(self._on_single_delivery, future)
         if not self._produce(topic, key, value, timestamp_ms, callback):  # queue full: wait
             await self._enqueue(topic, key, value, timestamp_ms, callback, deadline)
         if loop is self._loop:
             self._deadlines.append((deadline, future))
-            return await future
-        timer = loop.call_at(deadline, _expire, future, self.ack_timeout_s)
-        try:
             result = await future
-        finally:
-            timer.cancel()
+        else:
+            timer = loop.call_at(deadline, _expire, future, self.ack_timeout_s)
+            try:
+                result = await future
+            finally:
+                timer.cancel()
+        if self.on_ack is not None:
+            self.on_ack(loop.time() - started)
         return result
 
     async def send_many(self, messages: Sequence[OutgoingMessage]) -> list[SendOutcome]:
@@ -275,13 +295,21 @@ class EventProducer:
             finally:
                 timer.cancel()
         not_sent = f"not sent: {failure}" if failure else "not sent"
+        not_sent_cause = failure.cause if failure else "refused"
         timed_out = "the broker did not acknowledge the write in time"
-        return [
+        outcomes = [
             outcome
             if outcome is not None
-            else SendOutcome(None, timed_out if i < enqueued else not_sent)
+            else (
+                SendOutcome(None, timed_out, "ack_timeout")
+                if i < enqueued
+                else SendOutcome(None, not_sent, not_sent_cause)
+            )
             for i, outcome in enumerate(list(waiter.outcomes))
         ]
+        if self.on_ack is not None and all(o.ok for o in outcomes):  # as send(): acks only
+            self.on_ack(loop.time() - (deadline - self.ack_timeout_s))
+        return outcomes
 
     async def _enqueue(
         self,
@@ -299,6 +327,7 @@ class EventProducer:
                 raise BrokerUnavailableError(
                     "the producer queue is full (the broker is slow or unreachable)",
                     retry_after_s=1,
+                    cause="queue_full",
                 )
             await asyncio.sleep(_QUEUE_FULL_RETRY_S)
 
@@ -428,7 +457,9 @@ class EventProducer:
             outcome: Any = Delivery(msg.topic(), msg.partition(), msg.offset())
         else:
             outcome = BrokerUnavailableError(
-                _delivery_error_text(err), retry_after_s=self._retry_after()
+                _delivery_error_text(err),
+                retry_after_s=self._retry_after(),
+                cause=_delivery_cause(err),
             )
         if self._serving is not None and future.get_loop() is self._serving:
             _settle(((future, outcome),))  # inside the poll task: settle right away
@@ -460,5 +491,6 @@ def _expire(future: asyncio.Future[Any], bound_s: float) -> None:
             BrokerUnavailableError(
                 f"the broker did not acknowledge within {bound_s:g}s",
                 retry_after_s=max(1, math.ceil(bound_s)),
+                cause="ack_timeout",
             )
         )

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from logstream.errors import ConfigError
+from logstream.redact import (
+    is_secret_key,
+    redact_kafka,
+    redact_url,
+    register_secrets,
+    url_password,
+)
 
 __all__ = ["Settings", "load_settings"]
 
 ENV_PREFIX = "LOGSTREAM_"
 # Variables with the prefix that are read elsewhere (tests, tools), not by Settings.
-_FOREIGN_PREFIXES = ("LOGSTREAM_TEST_", "LOGSTREAM_BENCH_")
+_FOREIGN_PREFIXES = ("LOGSTREAM_TEST_", "LOGSTREAM_BENCH_", "LOGSTREAM_UPDATE_SCREENSHOT")
 
 
 class Settings(BaseSettings):
@@ -64,6 +73,13 @@ class Settings(BaseSettings):
     )
     schema_dir: Path | None = None
 
+    # Views of your own, besides the built-ins and the `logstream.views` entry points.
+    views: str = Field(
+        default="",
+        description="Comma-separated `module:attribute` references to View declarations "
+        "(docs/views.md); every process of the stack reads it.",
+    )
+
     # View stores: None means one SQLite file per view under data_dir/views.
     store_url: str | None = None
 
@@ -76,6 +92,53 @@ class Settings(BaseSettings):
     ingest_ack_timeout_s: float = Field(default=5.0, gt=0)
     ingest_max_future_ms: int = Field(default=60 * 60 * 1000, ge=0)
     ingest_queue_max_messages: int = Field(default=200_000, ge=1)
+    ingest_max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Request line + headers of one request, at most (else 431).",
+    )
+    ingest_max_headers: int = Field(default=100, ge=8, description="Header fields, at most.")
+    ingest_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request's headers must arrive within this (else 408, closed).",
+    )
+    ingest_body_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A request's body must arrive within this of its headers (else 408).",
+    )
+    ingest_max_connections: int = Field(
+        default=1024,
+        ge=1,
+        description="Open connections per worker; more get 503 + Retry-After and are closed.",
+    )
+    rate_requests_per_s: float = Field(
+        default=2_000,
+        ge=0,
+        description="Requests per second per API key (429 + Retry-After above); 0: unlimited. "
+        "A key's own limit (`keys create --requests-per-s`) overrides it.",
+    )
+    rate_events_per_s: float = Field(
+        default=100_000,
+        ge=0,
+        description="Events per second per API key; 0: unlimited; per key: --events-per-s.",
+    )
+    rate_burst_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="A key may send this many seconds' worth of its rate at once.",
+    )
+    ingest_trust_network: bool = Field(
+        default=False,
+        description="Serve without API keys on a non-loopback address while no key file "
+        "exists: only where something else limits who connects (docker-compose: the port "
+        "is published on the host's 127.0.0.1).",
+    )
+    auth_keys_file: Path | None = Field(
+        default=None,
+        description="The API key file (`logstream keys ...`); unset: <data_dir>/auth/keys.json.",
+    )
 
     # Consumer runtime
     consume_batch_size: int = Field(default=5_000, ge=1)
@@ -105,11 +168,71 @@ class Settings(BaseSettings):
         "Part of every view's definition (rebuild after changing it); 0 turns it off.",
     )
 
+    # Operations (README "Operations")
+    metrics: bool = Field(
+        default=True,
+        description="Prometheus metrics: `/metrics` on the server, hooks in the consumers; "
+        "off, neither is served nor counted (to measure what they cost).",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Bind address of each consumer's metrics port (`consume --metrics-port`).",
+    )
+    consumer_metrics_port: int = Field(
+        default=9101,
+        ge=0,
+        le=65535,
+        description="`logstream stack` serves the metrics of the i-th view's consumer (in "
+        "the order `logstream views` lists them) on this port + i; 0: no metrics ports.",
+    )
+    lag_sample_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often the processes serving view lag sample each partition's log "
+        "end: the resolution of `logstream_view_lag_seconds`.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`json`: one JSON object per log line, for every process.",
+    )
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Every secret these settings hold is masked in all output from now on."""
+        register_secrets(self.secret_values())
+
+    def secret_values(self) -> list[str]:
+        """The passwords inside: SASL, the store URL's (raw and decoded), secret extras."""
+        values = [
+            self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None,
+            url_password(self.store_url),
+        ]
+        if self.store_url:
+            with contextlib.suppress(ValueError):
+                values.append(urlsplit(self.store_url).password)
+        values += [v for k, v in self.kafka_extra.items() if is_secret_key(k)]
+        return [v for v in values if v]
+
+    def __repr_args__(self) -> Any:
+        """The repr and str of settings never show a password (store URL, Kafka extras)."""
+        for name, value in super().__repr_args__():
+            if name == "store_url":
+                yield name, redact_url(value)
+            elif name == "kafka_extra":
+                yield name, redact_kafka(value)
+            else:
+                yield name, value
+
     def replication_for(self, nodes: int | None = None) -> int:
         """Replicas for new topics: the setting, else min(3, nodes of the cluster)."""
         if self.topic_replication_factor is not None:
             return self.topic_replication_factor
         return min(3, nodes or self.broker_nodes)
+
+    @property
+    def resolved_auth_keys_file(self) -> Path:
+        """Where API keys (their hashes) are kept."""
+        return self.auth_keys_file or self.data_dir / "auth" / "keys.json"
 
     @property
     def resolved_schema_dir(self) -> Path:
@@ -148,13 +271,25 @@ def _unknown_variables(environ: dict[str, str]) -> list[str]:
     )
 
 
+SETTINGS_FILE = "logstream.env"
+
+
+def settings_file(overrides: dict[str, Any]) -> Path | None:
+    """`<data dir>/logstream.env` if it exists: settings written for this folder (by
+    `broker start --secure`); environment variables and overrides win over it."""
+    data_dir = overrides.get("data_dir") or os.environ.get(ENV_PREFIX + "DATA_DIR") or ".logstream"
+    path = Path(data_dir) / SETTINGS_FILE
+    return path if path.is_file() else None
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build settings from the environment plus overrides; a typo'd variable is an error."""
+    """Build settings from the environment, `<data dir>/logstream.env` and overrides; a
+    typo'd variable is an error."""
     unknown = _unknown_variables(dict(os.environ))
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(unknown)}: see README, Configuration")
     try:
-        return Settings(**overrides)
+        return Settings(_env_file=settings_file(overrides), **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])

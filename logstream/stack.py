@@ -49,6 +49,7 @@ class ServiceState:
     last_exit: str | None = None  # "exit 1", "signal 9 (SIGKILL)"
     last_exit_at: str | None = None  # RFC 3339
     restart_at: str | None = None  # when a crashed service is due to start again
+    last_error: str | None = None  # a consumer's view code error (`error: ...` line)
 
 
 def read_pid(pid_file: Path) -> int | None:
@@ -92,6 +93,7 @@ def service_states(data_dir: Path) -> list[ServiceState]:
                 last_exit=info.get("last_exit"),
                 last_exit_at=info.get("last_exit_at"),
                 restart_at=info.get("restart_at"),
+                last_error=info.get("last_error"),
             )
         )
     return states

@@ -7,6 +7,10 @@ supervisor (`logstream stack supervise`) that owns the services as its children:
   a backoff: 1 s, doubling up to 30 s for crashes in a row, back to 1 s once a run lasted
   60 s (a crash loop does not spin; a rare crash is healed at once);
 - a child that exits 0 stopped on purpose and is left alone;
+- a consumer whose view code raised (exit 5, `ViewCodeError`) would fail again at the same
+  event until the view is fixed: it is restarted at the longest delay only, and its `error:`
+  line is kept in its state for `stack status`, so the loop is visible and slow, and a
+  fixed view resumes by itself at the next restart;
 - `<data>/run/<name>.pid` and `<data>/run/<name>.json` (restarts, last exit, when it is due
   back) are rewritten on every change, for `logstream stack status`;
 - SIGTERM stops the supervisor only. `stack down` stops it first, so it restarts nothing
@@ -26,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
+from logstream.errors import ViewCodeError
 from logstream.processes import pid_alive, terminate
 from logstream.stack import SUPERVISOR, ServiceSpec, launch_service, read_pid, write_json
 
@@ -69,7 +74,21 @@ def describe_exit(code: int | None) -> str:
         except ValueError:
             name = "?"
         return f"signal {-code} ({name})"
+    if code == ViewCodeError.exit_code:
+        return f"exit {code} (view code error)"
     return f"exit {code}"
+
+
+def last_error_line(log_path: Path, tail_bytes: int = 65536) -> str | None:
+    """The last `error: ...` line a service wrote to its log, if any."""
+    try:
+        with log_path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - tail_bytes))
+            lines = handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    return next((line for line in reversed(lines) if line.startswith("error: ")), None)
 
 
 def _now_rfc3339(offset_s: float = 0.0) -> str:
@@ -85,6 +104,7 @@ class _Child:
     restarts: int = 0
     last_exit: str | None = None
     last_exit_at: str | None = None
+    last_error: str | None = None  # the `error:` line of a view code error
     due_at: float | None = None  # monotonic time of a scheduled restart
     done: bool = False  # exited 0: left alone
     backoff: Backoff = field(default_factory=Backoff)
@@ -171,6 +191,13 @@ class Supervisor:
             log.warning("%s exited 0: not restarted", child.spec.name)
         else:
             delay = child.backoff.next_delay(now - child.started_at)
+            child.last_error = None
+            if code == ViewCodeError.exit_code:  # fails again until fixed: slow and loud
+                delay = child.backoff.current_s = child.backoff.maximum_s
+                child.last_error = last_error_line(
+                    self.data_dir / "logs" / f"{child.spec.name}.log"
+                )
+                log.error("%s: %s", child.spec.name, child.last_error or "view code error")
             child.due_at = now + delay
             log.warning("%s: %s; restart in %.0fs", child.spec.name, child.last_exit, delay)
         self._write(child)
@@ -187,6 +214,7 @@ class Supervisor:
                 "restarts": child.restarts,
                 "last_exit": child.last_exit,
                 "last_exit_at": child.last_exit_at,
+                "last_error": child.last_error,
                 "restart_at": restart_at,
             },
         )

@@ -123,24 +123,34 @@ class VersionRegistry:
     def _pg_read(self) -> dict[str, Any]:
         import psycopg
 
+        from logstream.stores.postgres import pg_store_error
+
         assert self._url is not None
-        with psycopg.connect(self._url, autocommit=True) as conn:
-            self._pg_ensure(conn)
-            rows = conn.execute("SELECT view, state FROM logstream_view_versions").fetchall()
+        try:
+            with psycopg.connect(self._url, autocommit=True) as conn:
+                self._pg_ensure(conn)
+                rows = conn.execute("SELECT view, state FROM logstream_view_versions").fetchall()
+        except psycopg.Error as exc:
+            raise pg_store_error(self._url, "cannot read the view versions", exc) from exc
         return {view: json.loads(state) for view, state in rows}
 
     def _pg_write(self, state: dict[str, Any]) -> None:
         import psycopg
 
+        from logstream.stores.postgres import pg_store_error
+
         assert self._url is not None
-        with psycopg.connect(self._url) as conn, conn.transaction():
-            self._pg_ensure(conn)
-            for view, entry in state.items():
-                conn.execute(
-                    "INSERT INTO logstream_view_versions (view, state) VALUES (%s, %s) "
-                    "ON CONFLICT (view) DO UPDATE SET state = excluded.state",
-                    (view, json.dumps(entry)),
-                )
+        try:
+            with psycopg.connect(self._url) as conn, conn.transaction():
+                self._pg_ensure(conn)
+                for view, entry in state.items():
+                    conn.execute(
+                        "INSERT INTO logstream_view_versions (view, state) VALUES (%s, %s) "
+                        "ON CONFLICT (view) DO UPDATE SET state = excluded.state",
+                        (view, json.dumps(entry)),
+                    )
+        except psycopg.Error as exc:
+            raise pg_store_error(self._url, "cannot write the view versions", exc) from exc
 
     @staticmethod
     def _pg_ensure(conn: Any) -> None:

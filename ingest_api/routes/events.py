@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from ingest_api.access import charge_events
 from ingest_api.binary import (
     AVRO,
     AVRO_BATCH,
@@ -24,6 +25,7 @@ from ingest_api.binary import (
 from ingest_api.body import JSON, NDJSON, media_type, parse_json, parse_ndjson, read_body
 from ingest_api.deps import state_of
 from ingest_api.errors import ApiError
+from ingest_api.metrics import note_events
 from ingest_api.models import (
     BatchAccepted,
     BatchFailed,
@@ -67,6 +69,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "Body (or batch) too large"},
     415: {"model": ErrorBody, "description": "Wrong Content-Type"},
     422: {"model": ErrorBody, "description": "Schema violation; `fields` names each problem"},
+    429: {"model": ErrorBody, "description": "The API key's request or event rate is exceeded"},
 }
 
 
@@ -106,6 +109,7 @@ async def post_like(request: Request) -> JSONResponse:
             message, event_id = prepare_binary_like(state, body, now=now_ms())
     except EventRejected as exc:
         raise ApiError(422, "validation_failed", _summary(exc.fields), exc.fields) from None
+    charge_events(request, 1)
     try:
         delivery = await state.producer.send(
             message.topic, message.key, message.value, message.timestamp_ms
@@ -158,6 +162,7 @@ async def post_like_batch(request: Request) -> JSONResponse:
         items = parse_json(body)
         if not isinstance(items, list):
             raise ApiError(422, "validation_failed", "a batch is a JSON array of events")
+    note_events(request, received=len(items))
     if len(items) > settings.ingest_max_batch_events:
         raise ApiError(
             413,
@@ -167,6 +172,7 @@ async def post_like_batch(request: Request) -> JSONResponse:
         )
     if not items:
         raise ApiError(422, "validation_failed", "the batch holds no events")
+    charge_events(request, len(items))
     messages, event_ids = _prepare_all(state, items, prepare)
     outcomes = await state.producer.send_many(messages)
     results: list[dict[str, Any]] = []
@@ -184,6 +190,8 @@ async def post_like_batch(request: Request) -> JSONResponse:
             entry.update(status="failed", error=outcome.error)
         results.append(entry)
     written = sum(1 for o in outcomes if o.ok)
+    cause = next((o.cause for o in outcomes if not o.ok), None)
+    note_events(request, written=written, failed=len(results) - written, cause=cause)
     if written == len(results):
         return FastJSONResponse({"accepted": written, "events": results}, status_code=202)
     failed = len(results) - written
@@ -195,7 +203,7 @@ async def post_like_batch(request: Request) -> JSONResponse:
         headers={"Retry-After": str(max(1, round(settings.ingest_ack_timeout_s)))},
         extra={"accepted": written, "events": results},
     )
-    return error.response()
+    raise error  # through the error handler, which notes the code for the metrics
 
 
 def _prepare_all(

@@ -11,29 +11,39 @@ import base64
 import binascii
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from consumers import VIEWS
-from consumers.likes_by_url import LikesByUrl
-from consumers.likes_by_user import LikesByUser
-from consumers.likes_by_window import WINDOW_SIZES, LikesByWindow
+from consumers import likes_by_url as by_url
+from consumers import likes_by_user as by_user
+from consumers import likes_by_window as by_window
 from ingest_api.errors import ApiError
-from ingest_api.query_params import bad_param, parse_time_param, parse_wait_for
+from ingest_api.query_params import MAX_TIME_MS, bad_param, parse_time_param, parse_wait_for
 from ingest_api.view_readers import ViewReaders
 from logstream.freshness import freshness_of
 from logstream.stores.base import ViewStore
 from logstream.topics import resolve_topics
 from logstream.view import View
 
-__all__ = ["router"]
+__all__ = [
+    "answer",
+    "bucket_range",
+    "decode_cursor",
+    "describe",
+    "encode_cursor",
+    "open_view",
+    "rfc3339",
+    "router",
+    "with_times",
+]
 
 router = APIRouter(prefix="/v1/views", tags=["views"])
 
-BY_URL = cast(LikesByUrl, VIEWS["likes-by-url"])
-BY_USER = cast(LikesByUser, VIEWS["likes-by-user"])
-BY_WINDOW = cast(LikesByWindow, VIEWS["likes-by-window"])
+BY_URL = by_url.likes_by_url
+BY_USER = by_user.likes_by_user
+BY_WINDOW = by_window.likes_by_window
+WINDOW_SIZES = by_window.WINDOW_SIZES
 
 WaitFor = Annotated[
     list[str] | None,
@@ -87,7 +97,7 @@ def _wait_until_applied(
         time.sleep(0.05)
 
 
-def _open(
+def open_view(
     request: Request, view: View, wait_for: list[str] | None, wait_ms: int | None
 ) -> tuple[ViewReaders, ViewStore, str]:
     """The view's current version and store, after any read-your-writes wait."""
@@ -97,7 +107,7 @@ def _open(
     return readers, store, version
 
 
-def _answer(
+def answer(
     readers: ViewReaders, view: View, store: ViewStore, version: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     topics = resolve_topics(readers.settings, view.topics)
@@ -113,19 +123,48 @@ def _answer(
     return body
 
 
-def _with_times(answer: dict[str, Any]) -> dict[str, Any]:
+def bucket_range(view: View, since: str | None, until: str | None) -> tuple[int | None, int | None]:
+    """An optional [since, until) event-time range, widened to the view's whole buckets."""
+    since_ms, until_ms = parse_time_param("since", since), parse_time_param("until", until)
+    if since_ms is not None and until_ms is not None and until_ms <= since_ms:
+        raise bad_param("until", "must be later than since")
+    bucket = view.bucket_ms
+    if since_ms is not None:
+        since_ms -= since_ms % bucket
+    if until_ms is not None and until_ms % bucket:
+        until_ms += bucket - until_ms % bucket
+    return since_ms, until_ms
+
+
+def with_times(answer: dict[str, Any]) -> dict[str, Any]:
     first, last = answer.pop("first_ms"), answer.pop("last_ms")
     return {**answer, "first_at": rfc3339(first), "last_at": rfc3339(last)}
 
 
+def describe(view: View) -> dict[str, Any]:
+    """What a client needs to query a view: its key, series, bucket and aggregates."""
+    return {
+        "group": view.name,
+        "topics": list(view.topics),
+        "bucket_ms": view.bucket_ms,
+        "key": view.key_name,
+        "series": list(view.series),
+        "aggregates": [
+            {"name": a.name, "kind": str(a.kind), "field": a.field} for a in view.aggregates
+        ],
+        "rankable": list(view.rankable()),
+        "on_error": view.on_error,
+    }
+
+
 @router.get("")
 def list_views(request: Request) -> dict[str, Any]:
-    """Every view with its freshness."""
+    """Every registered view with its freshness."""
     readers = _readers(request)
     items = []
-    for name, view in VIEWS.items():
+    for name, view in request.app.state.views.items():
         store, version = readers.resolve(view)
-        items.append(_answer(readers, view, store, version, {"name": name, "group": name}))
+        items.append(answer(readers, view, store, version, {"name": name, **describe(view)}))
     return {"views": items}
 
 
@@ -138,8 +177,8 @@ def likes_by_url(
 ) -> dict[str, Any]:
     """Likes of one URL, with first and last event time (count 0 if never liked)."""
     view = BY_URL
-    readers, store, version = _open(request, view, wait_for, wait_ms)
-    return _answer(readers, view, store, version, _with_times(view.lookup(store, url)))
+    readers, store, version = open_view(request, view, wait_for, wait_ms)
+    return answer(readers, view, store, version, with_times(by_url.lookup(store, url)))
 
 
 @router.get("/likes-by-url/top")
@@ -154,17 +193,11 @@ def likes_by_url_top(
     """URLs ranked by likes, ties by URL; with since/until, within that event-time range
     (widened to whole hours: the view keeps hourly buckets)."""
     view = BY_URL
-    since_ms, until_ms = parse_time_param("since", since), parse_time_param("until", until)
-    if since_ms is not None and until_ms is not None and until_ms <= since_ms:
-        raise bad_param("until", "must be later than since")
+    since_ms, until_ms = bucket_range(view, since, until)
     bucket = view.bucket_ms
-    if since_ms is not None:
-        since_ms -= since_ms % bucket
-    if until_ms is not None and until_ms % bucket:
-        until_ms += bucket - until_ms % bucket
-    readers, store, version = _open(request, view, wait_for, wait_ms)
-    items = view.top(store, limit, since_ms, until_ms)
-    return _answer(
+    readers, store, version = open_view(request, view, wait_for, wait_ms)
+    items = by_url.top(store, limit, since_ms, until_ms)
+    return answer(
         readers,
         view,
         store,
@@ -188,20 +221,23 @@ def likes_by_user(
 ) -> dict[str, Any]:
     """Likes given by one user, with first and last event time."""
     view = BY_USER
-    readers, store, version = _open(request, view, wait_for, wait_ms)
-    return _answer(readers, view, store, version, _with_times(view.lookup(store, user_id)))
+    readers, store, version = open_view(request, view, wait_for, wait_ms)
+    return answer(readers, view, store, version, with_times(by_user.lookup(store, user_id)))
 
 
-def _decode_cursor(cursor: str | None) -> int | None:
+def decode_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
     try:
-        return int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
+        start_ms = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise bad_param("cursor", "not a cursor returned by this endpoint") from None
+    if abs(start_ms) > MAX_TIME_MS:  # a forged one would overflow the store's integers
+        raise bad_param("cursor", "not a cursor returned by this endpoint")
+    return start_ms
 
 
-def _encode_cursor(start_ms: int) -> str:
+def encode_cursor(start_ms: int) -> str:
     return base64.urlsafe_b64encode(str(start_ms).encode()).decode().rstrip("=")
 
 
@@ -225,17 +261,17 @@ def likes_by_window(
     assert since_ms is not None and until_ms is not None
     if until_ms <= since_ms:
         raise bad_param("until", "must be later than since")
-    after = _decode_cursor(cursor)
+    after = decode_cursor(cursor)
     view = BY_WINDOW
-    readers, store, version = _open(request, view, wait_for, wait_ms)
-    rows = view.windows(store, size, url, since_ms, until_ms, limit + 1, after)
+    readers, store, version = open_view(request, view, wait_for, wait_ms)
+    rows = by_window.windows(store, size, url, since_ms, until_ms, limit + 1, after)
     more = len(rows) > limit
     rows = rows[:limit]
     windows = [
         {"start": rfc3339(r["start"]), "end": rfc3339(r["end"]), "count": r["count"]} for r in rows
     ]
-    next_cursor = _encode_cursor(rows[-1]["start"]) if more and rows else None
-    return _answer(
+    next_cursor = encode_cursor(rows[-1]["start"]) if more and rows else None
+    return answer(
         readers,
         view,
         store,

@@ -24,10 +24,13 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from logstream.broker.assemble import KafkaRuntime
 from logstream.broker.properties import server_properties
+from logstream.broker.secure import CLIENT_USER, SecureMaterial, ensure_material, load_material
 from logstream.errors import BrokerError
+from logstream.kafka.config import sasl_ssl_properties
 from logstream.processes import pid_alive, terminate
 
 __all__ = ["LocalCluster", "NodeLayout", "NodeStatus", "StartOutcome"]
@@ -139,7 +142,10 @@ class LocalCluster:
         port: int = 9092,
         controller_port: int = 9093,
         heap: str = "512m",
+        secure: bool = False,
     ) -> None:
+        """`secure`: a new cluster speaks only SASL/SCRAM over TLS (`logstream.broker.secure`);
+        a folder that holds a secure cluster stays secure without it."""
         if nodes is not None and nodes < 1:
             raise BrokerError(f"{nodes_source} must be at least 1")
         self.runtime = runtime
@@ -149,6 +155,35 @@ class LocalCluster:
         self._requested_nodes = nodes
         self._nodes_source = nodes_source
         self._requested = requested_layout(nodes or 1, host, port, controller_port)
+        self._secure_requested = secure
+
+    # ----- security ------------------------------------------------------------------------
+    @property
+    def material(self) -> SecureMaterial | None:
+        """The TLS and SCRAM material of a secure cluster, None for a plaintext one."""
+        return load_material(self.root)
+
+    def _secure_material(self) -> SecureMaterial | None:
+        """The material to start with, generated for a new secure cluster."""
+        material = self.material
+        if material is not None or not self._secure_requested:
+            return material
+        if self._layout_file.exists():
+            raise BrokerError(
+                f"{self.root} holds a plaintext cluster: --secure needs a new data folder "
+                "(--data-dir), its log cannot change protocol in place"
+            )
+        return ensure_material(self.root)
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka properties that reach this cluster (as the stack's SCRAM user)."""
+        material = self.material
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        if material is not None:
+            conf.update(
+                sasl_ssl_properties(CLIENT_USER, material.client_password, str(material.ca))
+            )
+        return conf
 
     # ----- layout --------------------------------------------------------------------------
     @property
@@ -234,9 +269,10 @@ class LocalCluster:
         if not to_start:
             return StartOutcome([], running)
         self._check_ports_free(to_start)
+        material = self._secure_material()
         self._write_layout(layout)
         for node in to_start:
-            self._prepare(node, layout)
+            self._prepare(node, layout, material)
         for node in to_start:
             self._launch(node)
         self.wait_ready(to_start, timeout_s=timeout_s)
@@ -262,7 +298,9 @@ class LocalCluster:
     def _cluster_id(self) -> str:
         return str(json.loads(self._layout_file.read_text())["cluster_id"])
 
-    def _prepare(self, node: NodeLayout, layout: list[NodeLayout]) -> None:
+    def _prepare(
+        self, node: NodeLayout, layout: list[NodeLayout], material: SecureMaterial | None
+    ) -> None:
         node_dir = self._node_dir(node)
         (node_dir / "data").mkdir(parents=True, exist_ok=True)
         props = node_dir / "server.properties"
@@ -276,6 +314,7 @@ class LocalCluster:
                 data_dir=node_dir / "data",
                 role=node.role,
                 brokers=sum(1 for n in layout if n.is_broker),
+                secure=material.server_properties() if material is not None else None,
             )
         )
         if (node_dir / "data" / "meta.properties").exists():
@@ -286,6 +325,7 @@ class LocalCluster:
             f"--cluster-id={self._cluster_id()}",
             f"--config={props}",
             "--ignore-formatted",
+            *(material.scram_args() if material is not None else ()),
         )
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
@@ -326,7 +366,7 @@ class LocalCluster:
                         f"{timeout_s:.0f}s; see {self.log_file(node)}"
                     )
                 time.sleep(0.2)
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        admin = AdminClient(self.client_config())
         expected = {n.node_id for n in nodes if n.is_broker}
         while True:
             try:

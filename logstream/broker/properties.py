@@ -7,6 +7,7 @@ quorum leader after 2-3 s). README, "Failover", lists the values to use in produ
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 __all__ = ["FAILOVER_PROPERTIES", "server_properties"]
@@ -44,16 +45,20 @@ def server_properties(
     data_dir: Path,
     role: str = "combined",
     brokers: int | None = None,
+    secure: Mapping[str, str] | None = None,
 ) -> str:
     """The properties file of process `node_id` (role "combined", "broker" or "controller")
-    in a cluster whose controller quorum is `voters` and that has `brokers` brokers."""
+    in a cluster whose controller quorum is `voters` and that has `brokers` brokers.
+    `secure`: the client listener is SASL_SSL with these extra properties
+    (`logstream.broker.secure`), and brokers talk to each other through it."""
+    client = "SASL_SSL" if secure is not None else "PLAINTEXT"
     broker_count = len(voters) if brokers is None else brokers
     replication = min(3, broker_count)
     min_isr = 2 if broker_count >= 3 else 1
     roles = {"combined": "broker,controller", "broker": "broker", "controller": "controller"}
     listeners = {
-        "combined": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
-        "broker": f"PLAINTEXT://{host}:{port}",
+        "combined": f"{client}://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        "broker": f"{client}://{host}:{port}",
         "controller": f"CONTROLLER://{host}:{controller_port}",
     }
     lines: dict[str, str | int | Path] = {
@@ -62,7 +67,7 @@ def server_properties(
         "controller.quorum.voters": ",".join(f"{i}@{h}:{p}" for i, h, p in voters),
         "listeners": listeners[role],
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": f"{client}:{client},CONTROLLER:PLAINTEXT",
         "log.dirs": data_dir,
         # One node has nothing to fail over to: Kafka's defaults, which never fence the only
         # broker because a loaded machine delayed a heartbeat.
@@ -71,8 +76,9 @@ def server_properties(
     if role != "controller":
         lines.update(
             {
-                "advertised.listeners": f"PLAINTEXT://{host}:{port}",
-                "inter.broker.listener.name": "PLAINTEXT",
+                "advertised.listeners": f"{client}://{host}:{port}",
+                "inter.broker.listener.name": client,
+                **(secure or {}),
             }
         )
     # Cluster-wide defaults on every process: in KRaft the controllers apply some of them

@@ -33,6 +33,7 @@ from logstream.backfill import (
 )
 from logstream.backfill.planner import PartitionPlan
 from logstream.cli.output import fail, say
+from logstream.registry import resolve_view
 from logstream.settings import load_settings
 from logstream.stores.factory import open_view_store
 from logstream.topics import resolve_topics
@@ -45,7 +46,9 @@ EXIT_REFUSED = 4
 
 
 def backfill(
-    view: Annotated[str, typer.Argument(help="view name = consumer group id")],
+    view: Annotated[
+        str, typer.Argument(help="view name (= consumer group id) or module:attribute")
+    ],
     to_earliest: Annotated[
         bool, typer.Option("--to-earliest", help="replay from each partition's log start")
     ] = False,
@@ -78,8 +81,6 @@ def backfill(
     as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
 ) -> None:
     """Plan (dry run) or --execute an exact offset reset and replay of VIEW."""
-    from consumers import get_view
-
     try:
         target = Target.from_options(
             to_earliest=to_earliest,
@@ -94,7 +95,7 @@ def backfill(
     except TargetError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     settings = load_settings()
-    spec = get_view(view)
+    spec = resolve_view(view, settings)
     # The current version of the view: its store namespace is also its consumer group id.
     namespace = VersionRegistry.namespace(spec.name, VersionRegistry(settings).current(spec.name))
     store = open_view_store(settings.store_url, settings.data_dir, spec, namespace)

@@ -9,6 +9,7 @@ import typer
 
 from logstream.broker.assemble import ensure_kafka_runtime
 from logstream.broker.local import LocalCluster, StartOutcome
+from logstream.broker.secure import CLIENT_USER, MECHANISM, write_client_settings
 from logstream.cli.output import say
 from logstream.settings import load_settings
 
@@ -36,6 +37,8 @@ def cluster_from_options(
     port: int | None = None,
     controller_port: int | None = None,
     data_dir: Path | None = None,
+    *,
+    secure: bool = False,
 ) -> LocalCluster:
     """The local cluster in the data folder. Node count: `nodes` if given, else
     LOGSTREAM_BROKER_NODES if set (both must match a cluster already in the folder), else
@@ -53,6 +56,7 @@ def cluster_from_options(
         port=port or settings.broker_port,
         controller_port=controller_port or settings.controller_port,
         heap=settings.broker_heap,
+        secure=secure,
     )
 
 
@@ -77,10 +81,26 @@ def start(
     port: PortOpt = None,
     controller_port: CtlPortOpt = None,
     data_dir: DataOpt = None,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure",
+            help="a new cluster speaks only SASL/SCRAM-SHA-512 over TLS (local CA); client "
+            "settings go to <data>/logstream.env, which every logstream command reads",
+        ),
+    ] = False,
 ) -> None:
     """Start the nodes that are down (a no-op when all run) and wait until they are ready."""
-    cluster = cluster_from_options(nodes, port, controller_port, data_dir)
+    cluster = cluster_from_options(nodes, port, controller_port, data_dir, secure=secure)
     say(describe_start(cluster, cluster.start()))
+    material = cluster.material
+    if material is not None:
+        folder = data_dir or load_settings().data_dir
+        written = write_client_settings(folder, cluster.bootstrap_servers, material)
+        say(
+            f"secure: SASL_SSL with {MECHANISM} as user {CLIENT_USER!r}, CA {material.ca}; "
+            f"client settings in {written}"
+        )
 
 
 @app.command()

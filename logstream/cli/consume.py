@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 from typing import Annotated
@@ -12,6 +11,9 @@ import typer
 from logstream.cli.output import say
 from logstream.codec import Codec
 from logstream.gc_tuning import freeze_startup_heap
+from logstream.logs import configure_logging, set_log_context
+from logstream.metrics.hooks import ConsumerHooks
+from logstream.registry import registered_views, resolve_view
 from logstream.runtime import RunResult, ViewRunner
 from logstream.runtime.bounded import call_bounded
 from logstream.runtime.plan import partition_lags
@@ -20,6 +22,7 @@ from logstream.settings import Settings, load_settings
 from logstream.stores.factory import open_view_store
 from logstream.topics import resolve_topics
 from logstream.versions import VersionRegistry
+from logstream.view import View
 
 __all__ = ["consume", "lag", "run_view", "views"]
 
@@ -30,16 +33,18 @@ VersionOpt = Annotated[
 
 def run_view(
     settings: Settings,
-    view_name: str,
+    view_name: str | View,
     version: str | None,
     *,
     until_caught_up: bool,
     progress: bool,
+    metrics_port: int | None = None,
 ) -> tuple[str, RunResult]:
-    """Consume one version of a view as its own group (`name` or `name@vN`)."""
-    from consumers import get_view
-
-    spec = get_view(view_name)
+    """Consume one version of a view as its own group (`name` or `name@vN`); `view_name`
+    may also be a `module:attribute` reference, or the view itself. With `metrics_port`
+    (and metrics on), serve its Prometheus metrics there."""
+    spec = view_name if isinstance(view_name, View) else resolve_view(view_name, settings)
+    view_name = spec.name
     registry = VersionRegistry(settings)
     version = version or registry.current(view_name)
     if version not in registry.versions(view_name):
@@ -66,6 +71,8 @@ def run_view(
             smoothing=0.1,
             dynamic_ncols=True,
         )
+    set_log_context(view=namespace)
+    hooks = ConsumerHooks(settings, spec, version, metrics_port)
     runner = ViewRunner(
         settings,
         spec,
@@ -73,14 +80,17 @@ def run_view(
         Codec(catalogue),
         group_id=namespace,
         until_caught_up=until_caught_up,
-        on_progress=bar.update if bar is not None else None,
+        on_progress=hooks.on_progress(bar.update if bar is not None else None),
+        on_commit=hooks.on_commit,
     )
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runner.stop())
+    hooks.start(lambda: runner.result)
     freeze_startup_heap()  # a long-lived process: keep the collector off the start-up heap
     try:
         result = runner.run()
     finally:
+        hooks.stop()
         if bar is not None:
             bar.close()
         # A flush given up at shutdown may still hold the store (e.g. a busy SQLite file);
@@ -90,7 +100,9 @@ def run_view(
 
 
 def consume(
-    view: Annotated[str, typer.Argument(help="view name = consumer group id")],
+    view: Annotated[
+        str, typer.Argument(help="view name (= consumer group id) or module:attribute")
+    ],
     until_caught_up: Annotated[
         bool,
         typer.Option("--until-caught-up", help="exit 0 once the log end seen at start is applied"),
@@ -99,13 +111,26 @@ def consume(
         bool, typer.Option(help="progress bar (with --until-caught-up, on a terminal)")
     ] = True,
     version: VersionOpt = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=1,
+            max=65535,
+            help="serve Prometheus metrics on this port (LOGSTREAM_METRICS_HOST) at /metrics",
+        ),
+    ] = None,
 ) -> None:
     """Build VIEW from the log, exactly once; runs until SIGTERM/Ctrl-C unless --until-caught-up."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    settings = load_settings()
+    configure_logging(settings.log_format)
     namespace, result = run_view(
-        load_settings(), view, version, until_caught_up=until_caught_up, progress=progress
+        settings,
+        view,
+        version,
+        until_caught_up=until_caught_up,
+        progress=progress,
+        metrics_port=metrics_port,
     )
     say(
         f"{namespace}: applied {result.events_applied} event(s), "
@@ -116,11 +141,9 @@ def consume(
 
 def views() -> None:
     """List each view version: group, stored offsets, lag, dead letters, skipped ranges."""
-    from consumers import VIEWS
-
     settings = load_settings()
     registry = VersionRegistry(settings)
-    for name, spec in VIEWS.items():
+    for name, spec in registered_views(settings).items():
         current = registry.current(name)
         for version in registry.versions(name):
             namespace = VersionRegistry.namespace(name, version)
@@ -147,17 +170,17 @@ def views() -> None:
 
 
 def lag(
-    view: Annotated[str | None, typer.Argument(help="one view (default: all)")] = None,
+    view: Annotated[
+        str | None, typer.Argument(help="one view or module:attribute (default: all)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Lag per group and partition of the current view versions (what a queue backs up)."""
     import json
 
-    from consumers import VIEWS, get_view
-
     settings = load_settings()
     registry = VersionRegistry(settings)
-    specs = [get_view(view)] if view else list(VIEWS.values())
+    specs = [resolve_view(view, settings)] if view else list(registered_views(settings).values())
     rows = []
     for spec in specs:
         namespace = VersionRegistry.namespace(spec.name, registry.current(spec.name))

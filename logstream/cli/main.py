@@ -1,9 +1,15 @@
 """The `logstream` command. Exit codes: 0 ok, 1 error (one line on stderr), 2 usage,
-3 not running / not ready (status checks), 4 refused (backfill while the group is active)."""
+3 not running / not ready (status checks), 4 refused (backfill while the group is active),
+5 a view's own code raised (the consumer stopped at that event: fix the view, restart).
+
+Every error, ours or a library's, is one `error:` line with secrets masked; `--debug`
+(anywhere on the command line) prints the traceback as well, masked too.
+"""
 
 from __future__ import annotations
 
 import sys
+import traceback
 
 import typer
 
@@ -13,25 +19,43 @@ from logstream.cli import (
     consume,
     contract,
     ingest,
+    keys,
     rebuild,
     schemas,
     stack,
     topics,
     transfer,
 )
-from logstream.errors import LogstreamError
+from logstream.errors import LogstreamError, ViewCodeError
+from logstream.logs import configure_cli_logging
+from logstream.redact import install_log_redaction, redact
 
 __all__ = ["app", "main"]
 
+DEBUG_FLAG = "--debug"
+# Commands that talk to Kafka: refused credentials fail them in seconds (kafka/preflight.py).
+KAFKA_COMMANDS = frozenset(
+    {"consume", "views", "lag", "rebuild", "ingest", "backfill", "export", "import", "topics"}
+)
+
 app = typer.Typer(
-    help="logstream: an event log on Apache Kafka with replayable, exactly-once views.",
+    help="logstream: an event log on Apache Kafka with replayable, exactly-once views. "
+    f"Add {DEBUG_FLAG} anywhere to see tracebacks.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _every_command() -> None:
+    configure_cli_logging()  # LOGSTREAM_LOG_FORMAT for every command, in one place
+
+
 app.add_typer(broker.app, name="broker")
 app.add_typer(topics.app, name="topics")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(stack.app, name="stack")
+app.add_typer(keys.app, name="keys")
 app.command()(consume.consume)
 app.command()(consume.views)
 app.command()(consume.lag)
@@ -45,12 +69,41 @@ app.command("import")(transfer.import_)
 app.command()(contract.contract)
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as one masked line: its message's lines joined, else its class."""
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    if not isinstance(exc, LogstreamError):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return redact(text)
+
+
+def _preflight(args: list[str]) -> None:
+    """Check Kafka's answer to our credentials before a command that needs Kafka runs."""
+    command = next((arg for arg in args if not arg.startswith("-")), None)
+    if command not in KAFKA_COMMANDS or "--help" in args:
+        return
+    from logstream.kafka.preflight import check_kafka_access
+    from logstream.settings import load_settings
+
+    check_kafka_access(load_settings())
+
+
 def main() -> None:
+    debug = DEBUG_FLAG in sys.argv[1:]
+    if debug:
+        sys.argv = [arg for arg in sys.argv if arg != DEBUG_FLAG]
+    install_log_redaction()
     try:
+        _preflight(sys.argv[1:])
         app()
-    except LogstreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    except ViewCodeError as exc:  # its own code: the supervisor tells it from a crash
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        sys.exit(ViewCodeError.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:
+        if debug:
+            print(redact(traceback.format_exc()), file=sys.stderr, end="")
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        sys.exit(1)

@@ -14,6 +14,7 @@ import typer
 
 from logstream.cli.consume import VersionOpt, run_view
 from logstream.cli.output import fail, say
+from logstream.registry import resolve_view
 from logstream.runtime.plan import partition_lags
 from logstream.settings import load_settings
 from logstream.stores.factory import drop_store, open_view_store
@@ -26,35 +27,33 @@ EXIT_REFUSED = 4
 
 
 def rebuild(
-    view: Annotated[str, typer.Argument(help="view name")],
+    view: Annotated[str, typer.Argument(help="view name or module:attribute")],
     progress: Annotated[bool, typer.Option(help="progress bar on a terminal")] = True,
 ) -> None:
     """Build a new version of VIEW from the earliest offset, beside the current one."""
-    from consumers import get_view
-
-    get_view(view)
     settings = load_settings()
+    spec = resolve_view(view, settings)
+    view = spec.name
     version = VersionRegistry(settings).create_next(view)
     say(
         f"building {view} {version} (group {VersionRegistry.namespace(view, version)}) "
         "from the earliest offset; the current version keeps answering"
     )
-    namespace, result = run_view(settings, view, version, until_caught_up=True, progress=progress)
+    namespace, result = run_view(settings, spec, version, until_caught_up=True, progress=progress)
     say(f"{namespace}: caught up after {result.events_applied} event(s)")
     say(f"keep it live: logstream consume {view} --version {version}")
     say(f"switch queries: logstream promote {view} --version {version}")
 
 
 def promote(
-    view: Annotated[str, typer.Argument(help="view name")],
+    view: Annotated[str, typer.Argument(help="view name or module:attribute")],
     version: VersionOpt = None,
     max_lag: Annotated[int, typer.Option(help="most events the version may be behind")] = 0,
 ) -> None:
     """Switch queries of VIEW to VERSION (default: the newest) once it has caught up."""
-    from consumers import get_view
-
-    spec = get_view(view)
     settings = load_settings()
+    spec = resolve_view(view, settings)
+    view = spec.name
     registry = VersionRegistry(settings)
     version = version or registry.versions(view)[-1]
     if version not in registry.versions(view):
@@ -78,14 +77,12 @@ def promote(
 
 
 def drop(
-    view: Annotated[str, typer.Argument(help="view name")],
+    view: Annotated[str, typer.Argument(help="view name or module:attribute")],
     version: Annotated[str, typer.Option("--version", help="version to delete")],
 ) -> None:
     """Delete an old version's state; the current version cannot be dropped."""
-    from consumers import get_view
-
-    get_view(view)
     settings = load_settings()
+    view = resolve_view(view, settings).name
     registry = VersionRegistry(settings)
     if registry.current(view) == version:
         raise fail(f"{view} {version} is current: promote another version first", EXIT_REFUSED)

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from logstream.auth.policy import check_bind
 from logstream.cli.broker import cluster_from_options, describe_start
 from logstream.cli.output import say
 from logstream.errors import LogstreamError
@@ -28,14 +29,27 @@ app = typer.Typer(help="Bring the whole local stack up or down.")
 
 
 def _services(settings: Settings) -> list[ServiceSpec]:
-    from consumers import VIEWS
+    from logstream.registry import registered_views
 
     exe = [sys.executable, "-m", "logstream"]
     specs = [ServiceSpec("ingest", [*exe, "ingest"])]
-    specs += [
-        ServiceSpec(f"consume-{name}", [*exe, "consume", name, "--no-progress"]) for name in VIEWS
-    ]
+    ports = consumer_metrics_ports(settings)
+    for name in registered_views(settings):
+        argv = [*exe, "consume", name, "--no-progress"]
+        if name in ports:
+            argv += ["--metrics-port", str(ports[name])]
+        specs.append(ServiceSpec(f"consume-{name}", argv))
     return specs
+
+
+def consumer_metrics_ports(settings: Settings) -> dict[str, int]:
+    """The metrics port of each view's consumer: LOGSTREAM_CONSUMER_METRICS_PORT + i."""
+    from logstream.registry import registered_views
+
+    base = settings.consumer_metrics_port
+    if not settings.metrics or base == 0:
+        return {}
+    return {name: base + i for i, name in enumerate(registered_views(settings))}
 
 
 def _wait_http(host: str, port: int, timeout_s: float = 30.0) -> bool:
@@ -89,6 +103,10 @@ def up(
     from logstream.cli.topics import create as create_topics
 
     settings = load_settings()
+    keys_file = settings.resolved_auth_keys_file
+    auth_on = check_bind(
+        settings.ingest_host, keys_file, trust_network=settings.ingest_trust_network
+    )
     replicas = None
     if broker:
         cluster = cluster_from_options()
@@ -108,7 +126,16 @@ def up(
         if state.name in wanted:
             say(f"{state.name}: pid {state.pid}, log {state.log}")
     base = f"http://{settings.ingest_host}:{settings.ingest_port}"
-    say(f"ingest and query API: {base} (docs: {base}/docs)")
+    say(f"ingest and query API: {base} (docs: {base}/docs, dashboard: {base}/dashboard)")
+    for name, port in consumer_metrics_ports(settings).items():
+        say(f"metrics of consume-{name}: http://{settings.metrics_host}:{port}/metrics")
+    if auth_on:
+        say(f"auth: on, API keys from {keys_file} (`logstream keys list`)")
+    else:
+        say(
+            f"auth: off (bound to {settings.ingest_host} only, no API key file); "
+            "`logstream keys create --name NAME --scope admin` turns it on"
+        )
     say("stop everything with: make down")
 
 
@@ -117,8 +144,10 @@ def supervise() -> None:
     """Run the services and restart any that crashes (started by `stack up`, detached)."""
     import logging
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    from logstream.logs import configure_logging
+
     settings = load_settings()
+    configure_logging(settings.log_format, logging.WARNING, "%(asctime)s %(message)s")
     Supervisor(_services(settings), settings.data_dir).run()
 
 
@@ -145,6 +174,8 @@ def _describe(state: ServiceState) -> str:
     if not state.running and state.restart_at:
         parts.append(f"restart due {state.restart_at}")
     parts.append(f"log {state.log}")
+    if state.last_error:  # a view code error: restarting cannot help until it is fixed
+        parts.append(state.last_error)
     return f"{state.name}: {'running' if state.running else 'stopped'} ({', '.join(parts)})"
 
 

@@ -91,8 +91,15 @@ def import_(
         Format | None,
         typer.Option("--format", help="file format; default: by extension (.avro, .ndjson)"),
     ] = None,
+    allow_dead_letters: Annotated[
+        bool,
+        typer.Option(
+            "--allow-dead-letters",
+            help="import records that carry dead-letter headers (exported from a .dlq topic)",
+        ),
+    ] = False,
 ) -> None:
-    """Validate every event of FILE, then produce them with their original keys and times."""
+    """Validate every event of FILE, then produce them; key and time come from each event."""
     settings = load_settings()
     codec = Codec(SchemaCatalogue.load(settings.resolved_schema_dir))
     bar = _bar(f"import {file.name}")
@@ -105,6 +112,7 @@ def import_(
             topic=topic,
             rules={LIKE: like_rule(settings, codec)},
             ndjson_event_type=LIKE,
+            allow_dead_letters=allow_dead_letters,
             on_total=lambda n: bar.reset(total=n),
             on_progress=bar.update,
         )

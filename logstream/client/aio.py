@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from logstream.client.base import DEFAULT_BATCH_SIZE, ClientBase
+from logstream.client.base import DEFAULT_BATCH_SIZE, ClientBase, with_api_key
 from logstream.client.bodies import Encoding
 from logstream.client.operations import HttpCall, Operation, Pause
 from logstream.client.receipts import Receipt
@@ -39,6 +39,7 @@ class AsyncLogstreamClient(ClientBase):
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
+        api_key: str | None = None,
     ) -> None:
         super().__init__(
             max_retries=max_retries,
@@ -49,7 +50,10 @@ class AsyncLogstreamClient(ClientBase):
             retry=retry,
         )
         self._http = httpx.AsyncClient(
-            base_url=base_url, timeout=timeout, transport=transport, headers=headers
+            base_url=base_url,
+            timeout=timeout,
+            transport=transport,
+            headers=with_api_key(headers, api_key),
         )
 
     async def send(

@@ -11,9 +11,18 @@ from logstream.client.receipts import Receipt, ReceiptLog
 from logstream.client.retry import RetryPolicy
 from logstream.codec import Codec
 
-__all__ = ["ClientBase"]
+__all__ = ["ClientBase", "with_api_key"]
 
 DEFAULT_BATCH_SIZE = 500  # well under ingest's 10,000-event and 8 MiB limits
+
+
+def with_api_key(headers: Mapping[str, str] | None, api_key: str | None) -> dict[str, str]:
+    """The client's headers, plus `Authorization: Bearer <api_key>` when a key is given
+    (`logstream keys create` makes one; a loopback server without keys needs none)."""
+    merged = dict(headers or {})
+    if api_key:
+        merged["Authorization"] = f"Bearer {api_key}"
+    return merged
 
 
 class ClientBase:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from logstream.client.base import DEFAULT_BATCH_SIZE, ClientBase
+from logstream.client.base import DEFAULT_BATCH_SIZE, ClientBase, with_api_key
 from logstream.client.bodies import Encoding
 from logstream.client.operations import HttpCall, Operation, Pause
 from logstream.client.receipts import Receipt
@@ -43,6 +43,7 @@ class LogstreamClient(ClientBase):
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
+        api_key: str | None = None,
     ) -> None:
         super().__init__(
             max_retries=max_retries,
@@ -53,7 +54,10 @@ class LogstreamClient(ClientBase):
             retry=retry,
         )
         self._http = httpx.Client(
-            base_url=base_url, timeout=timeout, transport=transport, headers=headers
+            base_url=base_url,
+            timeout=timeout,
+            transport=transport,
+            headers=with_api_key(headers, api_key),
         )
 
     def send(

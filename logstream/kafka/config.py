@@ -12,6 +12,7 @@ __all__ = [
     "consumer_config",
     "dead_letter_producer_config",
     "producer_config",
+    "sasl_ssl_properties",
 ]
 
 # Bounds on librdkafka's own waits for long-running consumers, so that they notice a broker
@@ -30,6 +31,19 @@ def _with_resilience(conf: dict[str, Any]) -> dict[str, Any]:
     for key, value in RESILIENCE.items():
         conf.setdefault(key, value)
     return conf
+
+
+def sasl_ssl_properties(username: str, password: str, ca_location: str) -> dict[str, Any]:
+    """SCRAM-SHA-512 over TLS, the server verified against `ca_location` (hostname too):
+    what `broker start --secure` clusters require (settings give the same through
+    LOGSTREAM_KAFKA_SECURITY_PROTOCOL and the SASL variables)."""
+    return {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": username,
+        "sasl.password": password,
+        "ssl.ca.location": ca_location,
+    }
 
 
 def admin_config(settings: Settings) -> dict[str, Any]:

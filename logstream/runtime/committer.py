@@ -25,6 +25,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 from confluent_kafka import TopicPartition
 
@@ -54,6 +55,7 @@ class _Job:
         self.error: BaseException | None = None
         self.abandoned = False
         self.retrying = False
+        self.submitted = time.monotonic()
 
 
 class Committer:
@@ -67,7 +69,12 @@ class Committer:
         label: str,
         *,
         backoff: Backoff | None = None,
+        on_commit: Callable[[float, int], None] | None = None,
     ) -> None:
+        """`on_commit(seconds, events)`: called on this thread after each flush landed,
+        with the time from its submission (retries included) and the events it applied;
+        never for a flush that was fenced, abandoned or failed."""
+        self._on_commit = on_commit
         self._store = store
         self._dead_letters = dead_letters
         self._label = label
@@ -151,6 +158,11 @@ class Committer:
         with self._accepted_lock:
             for topic, partition, _expected, new in job.flush.positions:
                 self._accepted[(topic, partition)] = new
+        if self._on_commit is not None:
+            try:
+                self._on_commit(time.monotonic() - job.submitted, job.flush.events)
+            except Exception:  # a metrics hook must never fail a flush that landed
+                log.exception("%s: on_commit hook failed", self._label)
 
     def _store_with_retries(self, job: _Job) -> None:
         """Dead letters acknowledged, then the store transaction; transient failures of

@@ -41,7 +41,9 @@ class PendingBatch:
             (tp[0], tp[1], self.started_at.get(tp), offset)
             for tp, offset in sorted(self.next_offsets.items())
         ]
-        return Flush(self.counters, positions, self.max_event_ms, self.dead_letters)
+        return Flush(
+            self.counters, positions, self.max_event_ms, self.dead_letters, events=self.events
+        )
 
     def committed(self) -> None:
         """The flush landed: the new offsets become the expected ones of the next batch."""

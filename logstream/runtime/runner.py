@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -36,7 +37,7 @@ from confluent_kafka import (
 
 from logstream.aggregate_states import Folder
 from logstream.codec import Codec
-from logstream.errors import LogstreamError, StaleOffsetError
+from logstream.errors import LogstreamError, StaleOffsetError, ViewCodeError
 from logstream.kafka.admin import topic_watermarks
 from logstream.kafka.config import consumer_config
 from logstream.kafka.timestamps import event_time
@@ -76,6 +77,7 @@ class RunResult:
     dead_letters: int = 0
     flushes: int = 0
     fenced: int = 0
+    rebalances: int = 0  # assignments, revocations and losses of partitions
     caught_up: bool = False
     targets: dict[TP, int] = field(default_factory=dict)
 
@@ -96,9 +98,13 @@ class ViewRunner:
         consumer_overrides: dict[str, object] | None = None,
         topics: tuple[str, ...] | None = None,
         on_stall: Callable[[str], None] = exit_process,
+        on_commit: Callable[[float, int], None] | None = None,
     ) -> None:
         """`on_stall(reason)` is what the watchdog does when no progress is possible for
-        `settings.consumer_stall_timeout_s` (default: log and exit the process non-zero)."""
+        `settings.consumer_stall_timeout_s` (default: log and exit the process non-zero).
+        `on_progress(messages)` is called once per consumed batch and
+        `on_commit(seconds, events)` once per flush that landed, from the commit thread
+        (metrics hooks)."""
         self.settings = settings
         self.view = view
         self.store = store
@@ -112,6 +118,7 @@ class ViewRunner:
         self._stop_requested: float | None = None
         self._last_round = time.monotonic()
         self._on_stall = on_stall
+        self._on_commit = on_commit
         self._held: list[TopicPartition] | None = None  # paused while the store is down
         self._kafka_commits = KafkaOffsetCommits(self.group_id)
         self._pending = PendingBatch()
@@ -150,8 +157,14 @@ class ViewRunner:
             tp.offset = offsets[(tp.topic, tp.partition)]
         self._assigned = set(offsets)
         self._assignment_seen = True
+        self.result.rebalances += 1
         consumer.assign(partitions)
-        log.info("%s: assigned %s", self.group_id, sorted(offsets))
+        log.info(
+            "%s: assigned %s",
+            self.group_id,
+            sorted(offsets),
+            extra={"partitions": [f"{t}[{p}]@{o}" for (t, p), o in sorted(offsets.items())]},
+        )
 
     def _start_from_store(self, tps: list[TP]) -> dict[TP, int]:
         """(Re)start `tps` at their stored positions: track them for fencing, take their
@@ -187,6 +200,7 @@ class ViewRunner:
         self._forget([(tp.topic, tp.partition) for tp in partitions])
         self._assigned.clear()
         self._assignment_seen = False  # caught up means nothing until the next assignment
+        self.result.rebalances += 1
         consumer.unassign()
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -197,6 +211,7 @@ class ViewRunner:
         self._forget([(tp.topic, tp.partition) for tp in partitions])
         self._assigned.clear()
         self._assignment_seen = False
+        self.result.rebalances += 1
         consumer.unassign()
 
     # ----- the loop ------------------------------------------------------------------------
@@ -205,7 +220,9 @@ class ViewRunner:
         conf.setdefault("on_commit", self._kafka_commits.on_commit)
         consumer = Consumer(conf)
         self._consumer = consumer
-        committer = Committer(self.store, self._dead_letters, self.group_id)
+        committer = Committer(
+            self.store, self._dead_letters, self.group_id, on_commit=self._on_commit
+        )
         self._committer = committer
         watchdog = self._watchdog(committer)
         self._last_round = time.monotonic()
@@ -220,7 +237,15 @@ class ViewRunner:
                 on_revoke=self._on_revoke,
                 on_lost=self._on_lost,
             )
-            self._loop(consumer)
+            try:
+                self._loop(consumer)
+            except ViewCodeError:
+                # The flush in flight holds only events before the bad one: let it land
+                # (bounded by the stop grace); the batch holding the bad event was dropped.
+                if self._stop_requested is None:
+                    self._stop_requested = time.monotonic()
+                self._settle(consumer)
+                raise
             self._flush(consumer)
             self._kafka_commits.commit(consumer, committer.take_offsets())
         finally:
@@ -295,6 +320,7 @@ class ViewRunner:
         next_offsets = pending.next_offsets
         decode = self.codec.decode
         keys_of = self.view.keys
+        dead_letter_bugs = getattr(self.view, "on_error", "stop") == "dead_letter"
         guards = self._guards
         window = self._event_ids
         id_field = self.view.event_id_field or ""  # only read when the window exists
@@ -338,14 +364,21 @@ class ViewRunner:
                     next_offsets[tp] = offset + 1
                     duplicates += 1
                     continue
-            try:
+            try:  # the view's own code: a bug in it stops the consumer (see _view_failed)
                 keys = keys_of(record, ts)
-            except Exception as exc:  # unappliable: a dead letter, not a stop
+                if not isinstance(keys, tuple | list):  # a generator raises while iterated
+                    keys = list(keys)
+            except Exception as exc:
+                if not dead_letter_bugs:
+                    raise self._view_failed(tp, offset, exc) from exc
                 self._dead_letter(msg, exc)
                 next_offsets[tp] = offset + 1
                 continue
             if fold is not None:  # the view declares aggregates
-                fold(counters, keys, record, ts, tp[1], offset)
+                try:
+                    fold(counters, keys, record, ts, tp[1], offset)
+                except Exception as exc:  # cells may be half folded: stop, whatever the policy
+                    raise self._view_failed(tp, offset, exc) from exc
             else:
                 for key in keys:
                     counter = counters.get(key)
@@ -369,6 +402,20 @@ class ViewRunner:
         self.result.duplicates += duplicates
         if self.on_progress is not None:
             self.on_progress(len(messages))
+
+    def _view_failed(self, tp: TP, offset: int, exc: Exception) -> ViewCodeError:
+        """Log the view's traceback and drop the unflushed batch: the stored offsets stay
+        at the last good flush, so a restart after the fix re-reads from there exactly."""
+        error = ViewCodeError(self.view.name, tp[0], tp[1], offset, exc)
+        log.error(
+            "%s: %s\n%s",
+            self.group_id,
+            error,
+            "".join(traceback.format_exception(exc)).rstrip(),
+        )
+        self._pending.clear()
+        self._stopping = True
+        return error
 
     def _dead_letter(self, msg: Message, exc: Exception) -> None:
         self._dead_letters.send(msg, exc)

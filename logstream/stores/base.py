@@ -162,6 +162,7 @@ class Flush:
     # ranges (to_offset <= it) are no longer needed.
     event_ids: Sequence[EventIdRange] = ()
     event_ids_expire: Sequence[tuple[str, int, int]] = ()
+    events: int = 0  # events this flush applies (for metrics: counted once it commits)
 
 
 @dataclass(frozen=True)

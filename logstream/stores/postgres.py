@@ -32,10 +32,11 @@ from psycopg import sql
 
 from logstream.aggregates import Aggregate
 from logstream.errors import StoreError
+from logstream.redact import redact, register_secrets, url_password
 from logstream.stores.base import safe_name
 from logstream.stores.sql import SQLViewStore, Tx
 
-__all__ = ["PostgresViewStore", "drop_schema", "schema_name"]
+__all__ = ["PostgresViewStore", "drop_schema", "pg_store_error", "schema_name"]
 
 _MAX_IDENTIFIER = 63
 _RESERVED = frozenset({"public", "information_schema"})
@@ -69,12 +70,19 @@ def schema_name(namespace: str) -> str:
     return name
 
 
+def pg_store_error(dsn: str, what: str, exc: BaseException) -> StoreError:
+    """A PostgreSQL failure as one StoreError line. libpq echoes parts of a malformed DSN:
+    its password is masked whatever the message says."""
+    register_secrets([url_password(dsn)])
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return StoreError(redact(f"{what}: {text or type(exc).__name__}"))
+
+
 def _connect(dsn: str) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(dsn, autocommit=True, application_name="logstream")
     except psycopg.Error as exc:
-        # psycopg's message names host and port, never the password.
-        raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
+        raise pg_store_error(dsn, "cannot connect to PostgreSQL", exc) from exc
 
 
 def _regclass(conn: psycopg.Connection[Any] | psycopg.Cursor[Any], name: str) -> bool:

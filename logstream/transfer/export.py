@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import fastavro
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, TopicPartition
@@ -185,7 +185,10 @@ def export_topic(
 ) -> ExportResult:
     """Write the messages of `topic` with `since <= timestamp < until` to `output`.
 
-    The file appears only when complete (written as `<output>.partial`, then renamed).
+    The file appears only when complete (written as `<output>.partial`, then renamed). The
+    partial file is always a new file: a stale one is removed first and it is created with
+    O_EXCL|O_NOFOLLOW, so nothing is ever written through a link planted at that path (the
+    rename replaces a link at `output` itself, never its target).
     `on_total` gets the number of offsets to scan, `on_progress` the count scanned so far
     in increments.
     """
@@ -193,6 +196,7 @@ def export_topic(
         raise ConfigError(f"--until ({until_ms}) must be after --since ({since_ms})")
     result = ExportResult(path=output, topic=topic)
     partial = output.with_name(output.name + ".partial")
+    created = False
     scan = _Scan(settings, topic, since_ms)
     try:
         if on_total is not None:
@@ -209,7 +213,8 @@ def export_topic(
             META_UNTIL: "" if until_ms is None else str(until_ms),
         }
         rest = chain([first] if first is not None else [], decoded)
-        with partial.open("wb") as out:
+        with _create_new(partial) as out:
+            created = True
             fastavro.writer(
                 out,
                 fastavro.parse_schema(export_schema(latest)),
@@ -219,12 +224,26 @@ def export_topic(
             )
         os.replace(partial, output)
     except BaseException:
-        with contextlib.suppress(OSError):
-            partial.unlink()
+        if created:
+            with contextlib.suppress(OSError):
+                partial.unlink()
         raise
     finally:
         scan.close()
     return result
+
+
+def _create_new(path: Path) -> BinaryIO:
+    """A new file at `path` for writing; a stale file or link there is removed (never
+    followed), and one that reappears in between is an error, not a target."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileExistsError:
+        raise LogstreamError(f"{path} appeared while exporting; not writing through it") from None
+    return os.fdopen(fd, "wb")
 
 
 _Decoded = tuple[Message, SchemaVersion, dict[str, Any]]

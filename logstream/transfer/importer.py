@@ -9,10 +9,17 @@ Why this shape:
 - **Same rules as ingest.** Each event type may have a rule (the CLI plugs in ingest's own
   validation for likes); events without one are checked against their schema. Old event
   times are fine; the "too far in the future" bound of ingest still applies.
-- **Exact re-queue.** Records of an export keep their original key, headers and Kafka
-  timestamp. NDJSON likes get ingest's key (the url) and timestamp (occurred_at, required
-  here: "now" is never a right default for historical data) and, without an `event_id`, a
-  UUID derived from the line's content, so importing the same file twice gives the same ids.
+- **Exact re-queue, by the contract.** Key and Kafka timestamp are derived from the event
+  by its schema's rules (`"logstream.key"`, `"logstream.timestamp"`; for likes, ingest's
+  own: the url and occurred_at), never taken on trust from the file: a record of an export
+  whose stored key or timestamp disagrees with its event is refused (a tampered or foreign
+  file would otherwise put an event in another partition or time bucket than its contract
+  says). Headers are kept, but a record carrying dead-letter headers (`logstream.error`,
+  `logstream.origin.*`: it was exported from a `.dlq` topic) is refused unless
+  `allow_dead_letters` (`--allow-dead-letters`) says re-queueing dead letters is meant.
+  NDJSON likes need occurred_at ("now" is never a right default for historical data) and,
+  without an `event_id`, get a UUID derived from the line's content, so importing the same
+  file twice gives the same ids.
 - **Durable and bounded.** acks=all idempotent producer, at most `max_in_flight` messages
   unacknowledged; the first failed delivery stops further sends, and the error says how
   many events are acknowledged (they are in the log).
@@ -52,6 +59,7 @@ __all__ = [
     "Rule",
     "avro_event_type",
     "check_timestamp",
+    "dead_letter_headers",
     "detect_format",
     "import_file",
     "ndjson_event_id",
@@ -62,6 +70,9 @@ __all__ = [
 ]
 
 AVRO_MAGIC = b"Obj\x01"
+# Headers a dead letter carries (logstream.runtime.dlq): a record with them came from a DLQ.
+DLQ_HEADERS = frozenset({"logstream.error", "logstream.error.class", "logstream.view"})
+DLQ_ORIGIN = "logstream.origin."
 MAX_LINE_BYTES = 1024 * 1024
 _MAX_LISTED = 20
 _NDJSON_ID_NAMESPACE = uuid.UUID("6b0f3c55-4a43-4f1e-9d0b-1f1f6c0f7a11")
@@ -279,16 +290,25 @@ def _base_values(event: dict[str, Any], logical: Mapping[str, str]) -> dict[str,
 
 # ----- validation -----------------------------------------------------------------------------
 def schema_rule(codec: Codec, event_type: str) -> Rule:
-    """Schema-only validation, for event types without a rule of their own."""
+    """Schema-only validation, for event types without a rule of their own; key and
+    timestamp come from the fields the schema names (`logstream.key`, `logstream.timestamp`)."""
     latest = codec.catalogue.latest(event_type)
     defaults = {f["name"]: f["default"] for f in latest.definition["fields"] if "default" in f}
+    key_field, time_field = latest.key_field, latest.timestamp_field
 
     def prepare(fields: dict[str, Any], now: int) -> Prepared:
         record = {**defaults, **fields}
         try:
-            return Prepared(codec.encode(event_type, record))
+            value = codec.encode(event_type, record)
         except CodecError as exc:
             raise RecordRejected(str(exc)) from exc
+        key = record.get(key_field) if key_field else None
+        ts = record.get(time_field) if time_field else None
+        return Prepared(
+            value,
+            key.encode("utf-8") if isinstance(key, str) else None,
+            ts if isinstance(ts, int) else None,
+        )
 
     return prepare
 
@@ -319,20 +339,55 @@ class _Outgoing:
     headers: list[tuple[str, str | bytes | None]]
 
 
-def _prepare(item: Incoming, rule: Rule, now: int, max_future_ms: int) -> _Outgoing:
+def dead_letter_headers(headers: list[tuple[str, str | bytes | None]]) -> list[str]:
+    """The dead-letter headers among `headers` (what `logstream.runtime.dlq` adds)."""
+    return [name for name, _ in headers if name in DLQ_HEADERS or name.startswith(DLQ_ORIGIN)]
+
+
+def _prepare(
+    item: Incoming, rule: Rule, now: int, max_future_ms: int, allow_dead_letters: bool
+) -> _Outgoing:
     if item.fields is None:
         raise RecordRejected(item.error or "unreadable")
+    found = dead_letter_headers(item.headers)
+    if found and not allow_dead_letters:
+        raise RecordRejected(
+            f"carries dead-letter headers ({', '.join(sorted(found))}): it was exported from a "
+            "DLQ; pass --allow-dead-letters to re-queue dead letters"
+        )
     prepared = rule(item.fields, now)
     from_export = item.key is not _ORIGINAL_UNSET
-    key = item.key if from_export else prepared.key
-    ts = item.timestamp_ms if from_export else prepared.timestamp_ms
-    if from_export and ts == NO_TIMESTAMP:  # event time 0 as logged: see kafka.timestamps
-        ts = item.fields.get("occurred_at")
+    key, ts = prepared.key, prepared.timestamp_ms
+    if from_export:
+        key, ts = _agreeing(item, key, ts)
     if ts is None:
         raise RecordRejected("no event time (occurred_at is required)")
     return _Outgoing(
         key, prepared.value, check_timestamp(ts, now=now, max_future_ms=max_future_ms), item.headers
     )
+
+
+def _agreeing(item: Incoming, key: bytes | None, ts: int | None) -> tuple[bytes | None, int | None]:
+    """The key and time derived from an exported event, refused when the stored ones differ;
+    the stored ones where the event type names no key or time field."""
+    stored_ts = item.timestamp_ms
+    if stored_ts == NO_TIMESTAMP:  # event time 0 as logged: see kafka.timestamps
+        stored_ts = 0
+    if key is None:
+        key = item.key
+    elif item.key != key:
+        raise RecordRejected(
+            f"its key {item.key!r} disagrees with the event's key field ({key!r}); "
+            "the contract derives the key from the event"
+        )
+    if ts is None:
+        ts = stored_ts
+    elif stored_ts != ts:
+        raise RecordRejected(
+            f"its Kafka timestamp {item.timestamp_ms} disagrees with the event's time {ts}; "
+            "the contract derives the timestamp from the event"
+        )
+    return key, ts
 
 
 # ----- the import -----------------------------------------------------------------------------
@@ -346,6 +401,7 @@ def import_file(
     rules: Mapping[str, Rule] | None = None,
     ndjson_event_type: str = "like",
     max_in_flight: int = 20_000,
+    allow_dead_letters: bool = False,
     on_total: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> ImportResult:
@@ -367,7 +423,7 @@ def import_file(
     def prepared() -> Iterator[tuple[Incoming, _Outgoing | str]]:
         for item in _read(path, fmt):
             try:
-                yield item, _prepare(item, rule, now, limit)
+                yield item, _prepare(item, rule, now, limit, allow_dead_letters)
             except RecordRejected as exc:
                 yield item, str(exc)
 

@@ -51,6 +51,7 @@ def test_stack_up_then_down_leaves_no_process(tmp_path: Path):
         "LOGSTREAM_CONTROLLER_PORT": str(ports + 1),
         "LOGSTREAM_BOOTSTRAP_SERVERS": f"127.0.0.1:{ports}",
         "LOGSTREAM_INGEST_PORT": str(ports + 2),
+        "LOGSTREAM_CONSUMER_METRICS_PORT": str(free_port_block(3)),
     }
     cli = [sys.executable, "-m", "logstream", "stack"]
     try:
@@ -104,6 +105,7 @@ def test_supervisor_restarts_a_killed_consumer_and_down_leaves_nothing(
         "LOGSTREAM_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "LOGSTREAM_TOPIC_PREFIX": unique_name("sup") + ".",
         "LOGSTREAM_INGEST_PORT": str(free_port_block(1)),
+        "LOGSTREAM_CONSUMER_METRICS_PORT": str(free_port_block(3)),
     }
     cli = [sys.executable, "-m", "logstream", "stack"]
     victim = "consume-likes-by-user"

@@ -1,0 +1,49 @@
+"""`<data dir>/logstream.env` (written by `broker start --secure`) is read by every command;
+the environment wins over it, and a typo in it is an error like in the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from logstream.auth.policy import check_bind
+from logstream.errors import ConfigError
+from logstream.settings import load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("LOGSTREAM_"):
+            monkeypatch.delenv(key)
+
+
+def test_the_folder_settings_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "logstream.env").write_text(
+        "LOGSTREAM_BOOTSTRAP_SERVERS=127.0.0.1:19092\n"
+        "LOGSTREAM_KAFKA_SECURITY_PROTOCOL=SASL_SSL\n"
+        "LOGSTREAM_KAFKA_SASL_PASSWORD=Fi1eSecret\n"
+    )
+    settings = load_settings(data_dir=tmp_path)
+    assert settings.bootstrap_servers == "127.0.0.1:19092"
+    assert settings.kafka_common()["security.protocol"] == "SASL_SSL"
+    assert "Fi1eSecret" not in repr(settings)
+    monkeypatch.setenv("LOGSTREAM_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("LOGSTREAM_BOOTSTRAP_SERVERS", "10.0.0.1:9092")
+    assert load_settings().bootstrap_servers == "10.0.0.1:9092"  # the environment wins
+
+
+def test_a_typo_in_the_settings_file_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "logstream.env").write_text("LOGSTREAM_BOOTSTRAP_SERVER=x:1\n")
+    with pytest.raises(ConfigError):
+        load_settings(data_dir=tmp_path)
+
+
+def test_trusted_network_serves_without_keys_until_a_key_file_exists(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.json"
+    assert check_bind("0.0.0.0", keys, trust_network=True) is False
+    keys.write_text('{"version": 1, "keys": []}')
+    assert check_bind("0.0.0.0", keys, trust_network=True) is True
