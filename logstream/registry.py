@@ -139,8 +139,10 @@ def _entry_point_candidates() -> Iterable[tuple[str, tuple[str, ...], list[View]
         except ViewRegistryError as exc:
             yield where, (ep.name,), str(exc)
         except Exception as exc:  # user code: any error while loading names the entry point
-            yield where, (ep.name,), (
-                f"{where} cannot be loaded: {type(exc).__name__}: {_one_line(exc)}"
+            yield (
+                where,
+                (ep.name,),
+                (f"{where} cannot be loaded: {type(exc).__name__}: {_one_line(exc)}"),
             )
 
 
