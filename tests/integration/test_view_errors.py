@@ -66,7 +66,15 @@ def poisoned_log(kafka_bootstrap, make_topic, admin, codec):
     return topic, events
 
 
-def _write_view(root: Path, package: str, topic: str, *, buggy: bool, on_error: str = "stop"):
+def _write_view(
+    root: Path,
+    package: str,
+    topic: str,
+    *,
+    buggy: bool,
+    on_error: str = "stop",
+    entry_point: bool = True,
+):
     forget_package(package)
     write_view_package(
         root,
@@ -78,7 +86,7 @@ def _write_view(root: Path, package: str, topic: str, *, buggy: bool, on_error: 
             topic=topic,
             on_error=on_error,
         ),
-        entry_points={"visits": f"{package}.views:visits"},
+        entry_points={"visits": f"{package}.views:visits"} if entry_point else None,
     )
 
 
@@ -174,7 +182,7 @@ def test_cli_exits_5_with_the_offset_then_resumes_after_the_fix(
     topic, events = poisoned_log
     package = unique_name("uv").replace("-", "_")
     src = tmp_path / "src"
-    _write_view(src, package, topic, buggy=True)
+    _write_view(src, package, topic, buggy=True, entry_point=False)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("LOGSTREAM_")},
         "PYTHONPATH": os.pathsep.join([str(src), str(REPO)]),
@@ -197,13 +205,15 @@ def test_cli_exits_5_with_the_offset_then_resumes_after_the_fix(
     assert last.startswith("error: view 'visits-") and f"{topic}[0] offset {BAD_EVENT + 1}" in last
     assert "Traceback" in failed.stderr and "no_such_field" in failed.stderr
 
-    _write_view(src, package, topic, buggy=False)
+    _write_view(src, package, topic, buggy=False, entry_point=False)
     done = run(command)
     assert done.returncode == 0, done.stderr
     assert "caught up" in done.stdout
-    # Registered through LOGSTREAM_VIEWS, the view is known by its name to every command
-    # (found twice, with its entry point: one view).
+    # Not registered (no entry point yet, no LOGSTREAM_VIEWS): unknown by its name.
     name = f"visits-{package[-6:]}"
+    unknown = run([sys.executable, "-m", "logstream", "lag", name, "--json"])
+    assert unknown.returncode == 1 and f"unknown view '{name}'" in unknown.stderr
+    # Registered through LOGSTREAM_VIEWS alone, it is known by its name to every command.
     listing = run(
         [sys.executable, "-m", "logstream", "lag", name, "--json"], LOGSTREAM_VIEWS=reference
     )
@@ -212,10 +222,16 @@ def test_cli_exits_5_with_the_offset_then_resumes_after_the_fix(
     assert [(r["group"], r["stored_offset"], r["lag"]) for r in rows] == [
         (name, len(events) + 1, 0)
     ]
-    # Its package's entry point (the dist-info on PYTHONPATH) registers it as well.
+    # Its package's entry point (the dist-info on PYTHONPATH) alone registers it as well;
+    # with LOGSTREAM_VIEWS too, the same declaration found twice is one view.
+    _write_view(src, package, topic, buggy=False, entry_point=True)
     by_entry_point = run([sys.executable, "-m", "logstream", "lag", name, "--json"])
     assert by_entry_point.returncode == 0, by_entry_point.stderr
     assert json.loads(by_entry_point.stdout) == rows
+    both = run(
+        [sys.executable, "-m", "logstream", "lag", name, "--json"], LOGSTREAM_VIEWS=reference
+    )
+    assert both.returncode == 0 and json.loads(both.stdout) == rows, both.stderr
 
     # Rebuild, promote, drop and backfill take the reference too.
     logstream = [sys.executable, "-m", "logstream"]
