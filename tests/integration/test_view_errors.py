@@ -189,6 +189,7 @@ def test_cli_exits_5_with_the_offset_then_resumes_after_the_fix(
         "LOGSTREAM_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "LOGSTREAM_DATA_DIR": str(tmp_path / "data"),
         "LOGSTREAM_CONSUME_BATCH_SIZE": "50",
+        "LOGSTREAM_FLUSH_MAX_KEYS": "20",  # flushes land before the bug (a rebuild resumes)
     }
     reference = f"{package}.views:visits"
     command = [sys.executable, "-m", "logstream", "consume", reference]
@@ -204,6 +205,17 @@ def test_cli_exits_5_with_the_offset_then_resumes_after_the_fix(
     last = failed.stderr.strip().splitlines()[-1]
     assert last.startswith("error: view 'visits-") and f"{topic}[0] offset {BAD_EVENT + 1}" in last
     assert "Traceback" in failed.stderr and "no_such_field" in failed.stderr
+
+    # A rebuild stopped by the bug is not left half built beside a new one: a second
+    # rebuild is refused, naming what to do; after the fix, --resume continues it (below).
+    logstream = [sys.executable, "-m", "logstream"]
+    half = run([*logstream, "rebuild", reference, "--no-progress"])
+    assert half.returncode == 5, half.stderr
+    again = run([*logstream, "rebuild", reference, "--no-progress"])
+    assert again.returncode == 4, again.stderr
+    refusal = again.stderr.strip().splitlines()[-1]
+    assert "v2 is an unfinished rebuild" in refusal and "--resume" in refusal
+    assert "--version v2" in refusal
 
     _write_view(src, package, topic, buggy=False, entry_point=False)
     done = run(command)
@@ -233,11 +245,13 @@ def test_cli_exits_5_with_the_offset_then_resumes_after_the_fix(
     )
     assert both.returncode == 0 and json.loads(both.stdout) == rows, both.stderr
 
-    # Rebuild, promote, drop and backfill take the reference too.
-    logstream = [sys.executable, "-m", "logstream"]
-    rebuilt = run([*logstream, "rebuild", reference, "--no-progress"])
+    # Rebuild (resumed), promote, drop and backfill take the reference too.
+    rebuilt = run([*logstream, "rebuild", reference, "--no-progress", "--resume"])
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert f"{name}@v2: caught up after {len(events)} event(s)" in rebuilt.stdout
+    assert f"resuming {name} v2" in rebuilt.stdout
+    half_built = int(rebuilt.stdout.split("caught up after ")[1].split()[0])
+    assert 0 < half_built < len(events)  # went on from where the stopped rebuild was
+    assert run([*logstream, "rebuild", reference, "--resume"]).returncode == 4  # none left
     promoted = run([*logstream, "promote", reference])
     assert promoted.returncode == 0 and "queries now read v2" in promoted.stdout, promoted.stderr
     dropped = run([*logstream, "drop", reference, "--version", "v1"])
