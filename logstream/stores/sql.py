@@ -319,6 +319,29 @@ class SQLViewStore(BaseViewStore):
                 f"`logstream rebuild {view}`"
             )
 
+    def check_shape(self, shape: Mapping[str, Any]) -> None:
+        """Refuse a view whose rows would mean something else than this store's.
+
+        The store records the shape (bucket size, series, key field) of the view that first
+        opened it; another shape would mix buckets or keys of two meanings."""
+        wanted = json.dumps(shape, sort_keys=True)
+        with self._transaction("read", write=False) as tx:
+            stored = self._meta(tx).get("view_shape")
+        if stored is None:  # a new store, or one from before shapes were recorded
+            with self._transaction("record the view's shape", write=True) as tx:
+                tx.run(
+                    "INSERT INTO meta (key, value) VALUES ('view_shape', %s) "
+                    "ON CONFLICT (key) DO NOTHING",
+                    (wanted,),
+                )
+                stored = self._meta(tx).get("view_shape", wanted)
+        if stored != wanted:
+            view = (self.namespace or "VIEW").partition("@")[0]
+            raise StoreError(
+                f"{self.where} holds rows of a view shaped {stored}, the view declares "
+                f"{wanted}: recreate the store from the log with `logstream rebuild {view}`"
+            )
+
     # -- writes --------------------------------------------------------------------------
 
     def _rows(
