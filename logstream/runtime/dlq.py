@@ -1,13 +1,13 @@
 """Dead letters: messages a view cannot decode or apply go to `<topic>.dlq`, with headers
 naming the error, the view and the origin, so processing continues and nothing is lost.
 
-A dead letter is held with the batch it was found in and produced only when that batch is
-handed to the commit step (`release`): a batch that is dropped instead (a stop on a view-code
-error, lost partitions, a fenced flush) drops its dead letters too (`discard`), since its
-messages are read, and dead-lettered, again after the restart. So the `.dlq` topic holds
-one copy of each. (A flush given up *after* its dead letters were acknowledged, e.g. a stop
-while the store is down, still re-produces them after the restart: the origin headers
-identify such a copy.)"""
+The runtime holds a dead letter with the batch it was found in (`hold`) and produces it
+only when that batch is handed to the commit step (`release`): a batch that is dropped
+instead (a stop on a view-code error, lost partitions, a fenced flush) drops its dead
+letters too (`discard`), since its messages are read, and dead-lettered, again after the
+restart. So the `.dlq` topic holds one copy of each. (A flush given up *after* its dead
+letters were acknowledged, e.g. a stop while the store is down, still re-produces them
+after the restart: the origin headers identify such a copy.)"""
 
 from __future__ import annotations
 
@@ -44,6 +44,10 @@ class DeadLetters:
         self._failures_lock = threading.Lock()
 
     def send(self, msg: Message, error: Exception) -> None:
+        """Produce a dead letter now (`flush` waits for it)."""
+        self._produce(msg, f"{type(error).__name__}: {error}", type(error).__name__)
+
+    def hold(self, msg: Message, error: Exception) -> None:
         """Hold a dead letter with the current batch (produced by `release`)."""
         self._held.append((msg, f"{type(error).__name__}: {error}", type(error).__name__))
 

@@ -430,7 +430,7 @@ class ViewRunner:
     def _dead_letter(self, msg: Message, exc: Exception) -> None:
         """Hold a dead letter with the batch: produced and counted only if the batch is
         flushed (a dropped batch is read, and dead-lettered, again: see runtime.dlq)."""
-        self._dead_letters.send(msg, exc)
+        self._dead_letters.hold(msg, exc)
         self._pending.dead_letters += 1
 
     def _drop_batch(self) -> None:
