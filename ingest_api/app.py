@@ -34,7 +34,7 @@ from logstream.metrics.exposition import mark_worker_dead
 from logstream.metrics.views import ViewsCollector, ViewTarget
 from logstream.producer import EventProducer
 from logstream.redact import install_log_redaction
-from logstream.registry import registered_views
+from logstream.registry import view_registry
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import Settings, load_settings
 from logstream.view import View
@@ -101,7 +101,11 @@ def create_app(
     app.state.ingest = None
     app.state.settings = resolved
     app.state.view_readers = ViewReaders(resolved)
-    app.state.views = registered_views(resolved)  # built-ins, entry points, LOGSTREAM_VIEWS
+    registry = view_registry(resolved)  # built-ins, entry points, LOGSTREAM_VIEWS
+    for broken in registry.broken:  # listed by GET /v1/views; the other views are served
+        log.warning("view registration skipped: %s", broken.error)
+    app.state.views = registry.views
+    app.state.broken_views = registry.broken
     install_error_handlers(app)
     limiter = RateLimiter(
         resolved.rate_requests_per_s, resolved.rate_events_per_s, resolved.rate_burst_s
