@@ -331,9 +331,12 @@ def _bytes_text(size: int | None) -> Any:
 
 def _time_millis(value: Any) -> int:
     try:
-        return parse_time_value(value)
+        millis = parse_time_value(value)
     except InvalidTimestampError as exc:
         raise ValueError(str(exc)) from None
+    if not -(2**63) <= millis < 2**63:
+        raise ValueError(f"{millis} is out of range of an Avro long")
+    return millis
 
 
 _UUID_TEXT = Annotated[UUID, Field(strict=False), AfterValidator(str)]
