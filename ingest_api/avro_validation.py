@@ -91,6 +91,7 @@ class EventModel:
     event_id_field: str | None
     adapter: TypeAdapter[dict[str, Any]] = field(repr=False)
     json_schema: dict[str, Any] = field(repr=False)  # the request body of one event
+    complete: bool = True  # False: a recursive record left part of the check to the codec
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         """The Avro record of `data` (timestamp field still raw); raises ValidationError."""
@@ -151,6 +152,7 @@ def compile_event_model(version: SchemaVersion) -> EventModel:
         event_id_field=version.event_id_field,
         adapter=adapter,
         json_schema=_inline_refs(adapter.json_schema()),
+        complete=not compiler.recursive,
     )
 
 
@@ -166,6 +168,7 @@ class _Compiler:
         self.namespace = namespace
         self.named: dict[str, Any] = {}
         self.building: set[str] = set()
+        self.recursive = False  # a record refers to itself: that part is accepted as is
 
     def full_name(self, name: str, namespace: str | None) -> str:
         if "." in name:
@@ -263,6 +266,7 @@ class _Compiler:
             return _bytes_text(None)
         full = self.full_name(name, None)
         if full in self.building:  # a recursive reference: left to the codec
+            self.recursive = True
             return Any
         try:
             return self.named[full]

@@ -92,7 +92,7 @@ def prepare_event(
         record[id_field] = event_id
     key = model.key_of(record)
     try:
-        value = state.codec.encode(model.event_type, record, validated=True)
+        value = state.codec.encode(model.event_type, record, validated=model.complete)
     except InvalidRecordError as exc:  # the model and the .avsc disagree: still the input's fault
         raise EventRejected([FieldError(message=str(exc))]) from exc
     return OutgoingMessage(state.topics[model.event_type], key, value, occurred_at), event_id

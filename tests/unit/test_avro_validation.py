@@ -247,3 +247,29 @@ def test_event_id_attribute_must_name_a_uuid_field(tmp_path):
     (tmp_path / "ping.v1.avsc").write_text(json.dumps(bad))
     with pytest.raises(CatalogueError, match="must be a uuid string"):
         SchemaCatalogue.load(tmp_path)
+
+
+def test_a_recursive_record_is_checked_by_the_codec(tmp_path):
+    node = {
+        "type": "record",
+        "name": "Node",
+        "logstream.topic": "nodes",
+        "logstream.version": 1,
+        "fields": [
+            {"name": "value", "type": "int"},
+            {"name": "next", "type": ["null", "Node"], "default": None},
+        ],
+    }
+    (tmp_path / "node.v1.avsc").write_text(json.dumps(node))
+    settings = Settings(schema_dir=tmp_path)
+    codec = Codec(SchemaCatalogue.load(tmp_path))
+    state = IngestState(settings, codec, EventProducer(settings), {"node": "n"})
+    assert state.models["node"].complete is False
+    chain = {"value": 1, "next": {"value": 2, "next": {"value": 3}}}
+    message, _ = prepare(state, "node", chain)
+    assert decoded(node, message.value) == {
+        "value": 1,
+        "next": {"value": 2, "next": {"value": 3, "next": None}},
+    }
+    problems = rejected(state, "node", {"value": 1, "next": {"value": "two"}})
+    assert list(problems) == [None] and "next" in problems[None]
