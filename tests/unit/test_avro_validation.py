@@ -273,3 +273,27 @@ def test_a_recursive_record_is_checked_by_the_codec(tmp_path):
     }
     problems = rejected(state, "node", {"value": 1, "next": {"value": "two"}})
     assert list(problems) == [None] and "next" in problems[None]
+
+
+def test_logstream_attributes_change_nothing_on_the_wire():
+    """like.v2.avsc carries validation attributes; its fingerprint is the one without them
+    (and the one documented in the README), computed by fastavro from the JSON alone."""
+    from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if not k.startswith("logstream.")}
+        if isinstance(node, list):
+            return [strip(item) for item in node]
+        return node
+
+    path = Path(__file__).resolve().parents[2] / "avro_schemas" / "like.v2.avsc"
+    with_attributes = json.loads(path.read_text())
+    assert "logstream.max_length" in json.dumps(with_attributes)
+
+    def fp(definition: Any) -> str:
+        return fingerprint(
+            to_parsing_canonical_form(fastavro.parse_schema(definition)), "CRC-64-AVRO"
+        )
+
+    assert fp(with_attributes) == fp(strip(with_attributes)) == "1ff30cf1db6bec5a"
