@@ -321,6 +321,29 @@ class SQLViewStore(BaseViewStore):
                 f"`logstream rebuild {view}`"
             )
 
+    def check_shape(self, shape: Mapping[str, Any]) -> None:
+        """Refuse a view whose rows would mean something else than this store's.
+
+        The store records the shape (bucket size, series, key field) of the view that first
+        opened it; another shape would mix buckets or keys of two meanings."""
+        wanted = json.dumps(shape, sort_keys=True)
+        with self._transaction("read", write=False) as tx:
+            stored = self._meta(tx).get("view_shape")
+        if stored is None:  # a new store, or one from before shapes were recorded
+            with self._transaction("record the view's shape", write=True) as tx:
+                tx.run(
+                    "INSERT INTO meta (key, value) VALUES ('view_shape', %s) "
+                    "ON CONFLICT (key) DO NOTHING",
+                    (wanted,),
+                )
+                stored = self._meta(tx).get("view_shape", wanted)
+        if stored != wanted:
+            view = (self.namespace or "VIEW").partition("@")[0]
+            raise StoreError(
+                f"{self.where} holds rows of a view shaped {stored}, the view declares "
+                f"{wanted}: recreate the store from the log with `logstream rebuild {view}`"
+            )
+
     # -- writes --------------------------------------------------------------------------
 
     def _rows(self, deltas: Mapping[SeriesKey, Counter]) -> list[tuple[Any, ...]]:
@@ -748,22 +771,33 @@ class SQLViewStore(BaseViewStore):
         limit: int,
         after_start_ms: int | None = None,
     ) -> list[tuple[int, Summary]]:
-        """Like `windows`, with each window's whole summary (folded in Python)."""
+        """Like `windows`, with each window's whole summary (folded in Python).
+
+        The rows read are bounded by the limit: the first `limit` non-empty windows are found
+        in SQL (GROUP BY ... LIMIT), then only their buckets are read."""
         lo, hi = window_bounds(size_ms, since_ms, until_ms, after_start_ms)
         if limit <= 0 or lo >= hi:
             return []
         cols = ", ".join(["bucket_ms", "count", "first_ms", "last_ms", *self.layout.names])
+        size = "CAST(%s AS BIGINT)"
         with self._transaction("read", write=False) as tx:
+            last = tx.rows(
+                f"SELECT max(ws) FROM (SELECT bucket_ms - ((bucket_ms %% {size}) + {size}) "
+                f"%% {size} AS ws FROM buckets WHERE series = %s AND key = %s "
+                "AND bucket_ms >= CAST(%s AS BIGINT) AND bucket_ms < CAST(%s AS BIGINT) "
+                "GROUP BY ws ORDER BY ws LIMIT %s) AS w",
+                (size_ms, size_ms, size_ms, series, key, lo, hi, limit),
+            )[0][0]
+            if last is None:
+                return []
             rows = tx.rows(
                 f"SELECT {cols} FROM buckets WHERE series = %s AND key = %s "
                 "AND bucket_ms >= %s AND bucket_ms < %s ORDER BY bucket_ms",
-                (series, key, lo, hi),
+                (series, key, lo, min(hi, int(last) + size_ms)),
             )
         grouped: dict[int, list[Sequence[Any]]] = {}
         for row in rows:
             start = int(row[0]) - int(row[0]) % size_ms
-            if start not in grouped and len(grouped) == limit:
-                break
             grouped.setdefault(start, []).append(row[1:])
         out: list[tuple[int, Summary]] = []
         for start, group in grouped.items():
