@@ -46,7 +46,7 @@ from logstream.runtime.committer import Committer
 from logstream.runtime.dedupe import EventIdWindow
 from logstream.runtime.dlq import DeadLetters
 from logstream.runtime.kafka_offsets import KafkaOffsetCommits
-from logstream.runtime.pending import PendingBatch, fold_event
+from logstream.runtime.pending import PendingBatch
 from logstream.runtime.view_output import aggregate_value_check, key_check
 from logstream.runtime.watchdog import Watch, Watchdog, exit_process
 from logstream.settings import Settings
@@ -329,7 +329,7 @@ class ViewRunner:
         window = self._event_ids
         id_field = self.view.event_id_field or ""  # only read when the window exists
         warming = window.warm_until if window is not None else None
-        folder = self._folder
+        fold = self._folder.fold_event if self._folder is not None else None
         check_keys = self._check_keys
         check_values = self._check_values
         max_ms = pending.max_event_ms if pending.max_event_ms is not None else -(2**63)
@@ -384,9 +384,9 @@ class ViewRunner:
                 self._dead_letter(msg, exc)
                 next_offsets[tp] = offset + 1
                 continue
-            if folder is not None:
+            if fold is not None:  # the view declares aggregates
                 try:
-                    fold_event(counters, folder, keys, record, ts, tp[1], offset)
+                    fold(counters, keys, record, ts, tp[1], offset)
                 except Exception as exc:  # cells may be half folded: stop, whatever the policy
                     # (field types were checked above, so this is not the event's fault)
                     raise self._view_failed(tp, offset, exc) from exc

@@ -161,7 +161,9 @@ class SQLViewStore(BaseViewStore):
         self.namespace = namespace
         self.time_index = time_index
         self.layout = Layout(self.aggregates)
-        self._folder = Folder(self.aggregates)
+        folder = Folder(self.aggregates)
+        self._build_rows = folder.rows
+        self._merge_cells = folder.merge
         self._bucket_cols = _BASE_BUCKET + self.layout.names
         self._total_cols = _BASE_TOTAL + self.layout.names
 
@@ -344,29 +346,15 @@ class SQLViewStore(BaseViewStore):
 
     # -- writes --------------------------------------------------------------------------
 
-    def _rows(
-        self, deltas: Mapping[SeriesKey, Counter]
-    ) -> tuple[list[tuple[Any, ...]], list[list[Any]]]:
-        """Deltas as bucket rows (all columns), and each row's states in stored form."""
-        if not self.aggregates:
-            rows = [
-                (series, key, bucket, c.count, c.first_ms, c.last_ms)
-                for (series, key, bucket), c in deltas.items()
-            ]
-            return rows, []
-        stored, encode = self._folder.stored, self.layout.encode
-        empty = self._folder.empty()
-        states = [stored(c.aggs if c.aggs is not None else empty) for c in deltas.values()]
-        rows = [
-            (series, key, bucket, c.count, c.first_ms, c.last_ms, *encode(state))
-            for ((series, key, bucket), c), state in zip(deltas.items(), states, strict=True)
-        ]
-        return rows, states
+    def _rows(self, deltas: Mapping[SeriesKey, Counter]) -> list[tuple[Any, ...]]:
+        """Deltas as bucket rows: all columns, aggregate states in stored form."""
+        return self._build_rows(deltas.items())
 
     def _total_rows(
-        self, rows: list[tuple[Any, ...]], states: list[list[Any]]
+        self, deltas: Mapping[SeriesKey, Counter], rows: list[tuple[Any, ...]]
     ) -> list[tuple[Any, ...]]:
-        """Bucket rows folded per (series, key) of a totals series."""
+        """Bucket deltas (and their rows, in the same order) folded per (series, key) of a
+        totals series."""
         totals = self.totals_series
         if not totals:
             return []
@@ -390,30 +378,21 @@ class SQLViewStore(BaseViewStore):
             if row[0] in totals:
                 groups.setdefault((row[0], row[1]), []).append(i)
         out: list[tuple[Any, ...]] = []
-        encode = self.layout.encode
+        cells = list(deltas.values())
+        merged: list[tuple[SeriesKey, Counter]] = []
         for (series, key), members in groups.items():
             if len(members) == 1:  # most keys: the bucket row is the totals delta
-                row = rows[members[0]]
-                out.append((series, key, *row[3:]))
-                continue
-            merged = merge_all(self.aggregates, [states[i] for i in members])
-            out.append(
-                (
-                    series,
-                    key,
-                    sum(rows[i][3] for i in members),
-                    min(rows[i][4] for i in members),
-                    max(rows[i][5] for i in members),
-                    *encode(merged),
-                )
-            )
+                out.append((series, key, *rows[members[0]][3:]))
+            else:
+                merged.append(((series, key, 0), self._merge_cells([cells[i] for i in members])))
+        out += [(r[0], r[1], *r[3:]) for r in self._build_rows(merged)]
         return out
 
     def commit(self, flush: Flush) -> None:
         """Apply a flush atomically; StaleOffsetError (nothing applied) if fenced."""
         self._check_flush(flush)
-        rows, states = self._rows(flush.deltas)
-        totals = self._total_rows(rows, states)
+        rows = self._rows(flush.deltas)
+        totals = self._total_rows(flush.deltas, rows)
         with self._transaction("commit to", write=True) as tx:
             self._fence(tx, flush)
             if rows:
@@ -494,14 +473,16 @@ class SQLViewStore(BaseViewStore):
         cols = self.columns_of(table)
         returned = self._upsert(tx, table, rows, keys + [c for _i, c, _k in distinct])
         nkeys = len(keys)
-        index = {tuple(r[:nkeys]): r for r in rows}
+        index = {r[:nkeys]: r for r in rows}
         for j, (_i, column, lg_k) in enumerate(distinct):
             pos = cols.index(column)
             updates = []
             for got in returned:
-                mine = index[tuple(got[:nkeys])][pos]
-                stored = None if got[nkeys + j] is None else bytes(got[nkeys + j])
-                merged = union_bytes(stored, mine, lg_k)
+                mine = index[got[:nkeys]][pos]
+                stored = got[nkeys + j]
+                if stored is None or mine is None or stored == mine:
+                    continue  # a new row holds `mine` already; or nothing to add
+                merged = union_bytes(bytes(stored), mine, lg_k)
                 if merged != stored:
                     updates.append((*got[:nkeys], merged))
             if updates:
