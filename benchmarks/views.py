@@ -24,8 +24,11 @@ Broker: LOGSTREAM_BENCH_BOOTSTRAP if set, else a private local broker on free po
 temporary folder. Other LOGSTREAM_* variables (e.g. LOGSTREAM_CONSUME_BATCH_SIZE) reach
 the runs, so a tuning can be compared; `LOGSTREAM_METRICS=false` runs the views without the
 metrics hooks and port that `logstream consume --metrics-port` attaches (on by default), to
-measure what metrics cost. Prints a readable table and then a JSON document;
-exits 0 whether or not the targets are met (PASS/MISS is printed per target).
+measure what metrics cost. With metrics on, each view run is also scraped as Prometheus
+would, every `LOGSTREAM_BENCH_SCRAPE_INTERVAL_S` (default 1 s; a scrape computes the view's
+lag from its store and the broker), so the scrapes' cost is part of the measurement.
+Prints a readable table and then a JSON document; exits 0 whether or not the targets are
+met (PASS/MISS is printed per target).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -217,8 +221,12 @@ def child_view(args: argparse.Namespace) -> None:
         settings = _settings(args.bootstrap, Path(tmp))
         codec = _codec(settings)
         store = open_view_store(None, settings.data_dir, view)
-        # What `logstream consume --metrics-port` attaches (LOGSTREAM_METRICS=false: nothing).
-        hooks = ConsumerHooks(settings, view, "v1", port=0)
+        # What `logstream consume --metrics-port` attaches (LOGSTREAM_METRICS=false: nothing);
+        # its lag reads the run's topic (`<tag>-likes`: the prefix `<tag>-` before `likes`).
+        prefix = args.topic[: -len(view.topics[0])] if args.topic.endswith(view.topics[0]) else ""
+        hooks = ConsumerHooks(
+            settings.model_copy(update={"topic_prefix": prefix}), view, "v1", port=0
+        )
         try:
             runner = ViewRunner(
                 settings,
@@ -232,10 +240,15 @@ def child_view(args: argparse.Namespace) -> None:
                 on_commit=hooks.on_commit,
             )
             hooks.start(lambda: runner.result)
+            scraper = Scraper(hooks.port if hooks.enabled else None)
             freeze_startup_heap()  # what `logstream consume` does before running
             wall_start = time.time()
             started = time.perf_counter()
-            result = runner.run()
+            scraper.start()
+            try:
+                result = runner.run()
+            finally:
+                scrapes = scraper.stop()
             seconds = time.perf_counter() - started
         finally:
             hooks.stop()
@@ -252,8 +265,40 @@ def child_view(args: argparse.Namespace) -> None:
             "fenced": result.fenced,
             "caught_up": result.caught_up,
             "store_mb": round(db_bytes / 2**20, 1),
+            "scrapes": scrapes,
         }
     )
+
+
+class Scraper:
+    """GET /metrics of the view's port every LOGSTREAM_BENCH_SCRAPE_INTERVAL_S (default 1 s)
+    while the view runs, as Prometheus would; nothing when metrics are off."""
+
+    def __init__(self, port: int | None) -> None:
+        self._url = f"http://127.0.0.1:{port}/metrics" if port else None
+        self._interval = float(os.environ.get("LOGSTREAM_BENCH_SCRAPE_INTERVAL_S", "1"))
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scraper", daemon=True)
+        self.scrapes = 0
+
+    def start(self) -> None:
+        if self._url is not None:
+            self._thread.start()
+
+    def stop(self) -> int:
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        return self.scrapes
+
+    def _run(self) -> None:
+        import urllib.request
+
+        assert self._url is not None
+        while not self._stopped.wait(self._interval):
+            with urllib.request.urlopen(self._url, timeout=10) as response:
+                response.read()
+            self.scrapes += 1
 
 
 def child_quix(args: argparse.Namespace) -> None:

@@ -75,8 +75,9 @@ class IngestMetrics:
         )
         self.unavailable = Counter(
             "logstream_ingest_unavailable",
-            "503 answers to event writes, by cause (queue_full, ack_timeout, delivery_failed, "
-            "refused, partial_batch, unavailable: starting or stopping)",
+            "503 answers to event writes, by cause: the broker's (queue_full, ack_timeout, "
+            "delivery_failed, refused; a batch: its first failed event's) or unavailable "
+            "(starting or stopping)",
             ["cause"],
             registry=registry,
         )
@@ -120,12 +121,7 @@ class IngestMetrics:
     def _count_unavailable(self, scope: Scope) -> None:
         """A 503 of the write path, by cause (the producer's, else the error code)."""
         state = scope.get("state") or {}
-        cause = (
-            state.get("unavailable_cause")
-            or ("partial_batch" if state.get("events_failed") else None)
-            or state.get("error_code")
-            or "unavailable"
-        )
+        cause = state.get("unavailable_cause") or state.get("error_code") or "unavailable"
         self.unavailable.labels(cause).inc()
 
     def _count_events(self, scope: Scope, status: int) -> None:
@@ -151,9 +147,13 @@ def note_events(
     received: int | None = None,
     written: int | None = None,
     failed: int | None = None,
+    cause: str | None = None,
 ) -> None:
-    """What a route knows about its events and the middleware cannot see (cheap: dict sets)."""
+    """What a route knows about its events and the middleware cannot see (cheap: dict sets);
+    `cause`: why the broker did not take them (a batch's first failed event's cause)."""
     state = request.scope.setdefault("state", {})
+    if cause is not None:
+        state["unavailable_cause"] = cause
     if received is not None:
         state["events_received"] = received
     if written is not None:

@@ -15,6 +15,7 @@ __all__ = [
     "MAX_QUERY_TIME_MS",
     "MAX_TIME_MS",
     "MAX_WAIT_MS",
+    "MAX_WINDOW_MS",
     "bad_param",
     "parse_duration_param",
     "parse_time_param",
@@ -24,8 +25,10 @@ __all__ = [
 _NO_FUTURE_BOUND = 10**15
 MAX_TIME_MS = _NO_FUTURE_BOUND  # times, cursors and window sizes stay far inside int64
 # The latest time a query may name: answers print times (and ranges widened to whole
-# buckets) in RFC 3339, whose years end at 9999; 9999-01-01 leaves a year for the widening.
-MAX_QUERY_TIME_MS = 253_370_764_800_000
+# buckets or windows) in RFC 3339, whose years end at 9999; 9998-01-01 leaves room for a
+# widening by up to MAX_WINDOW_MS.
+MAX_QUERY_TIME_MS = 253_339_228_800_000
+MAX_WINDOW_MS = 366 * 86_400_000
 MAX_WAIT_MS = 3_600_000  # the server caps a wait far lower (LOGSTREAM_READ_WAIT_MAX_S)
 _DURATION = re.compile(r"^([1-9][0-9]{0,12})(ms|s|m|h|d)?$")
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, None: 1}
@@ -51,7 +54,7 @@ def parse_time_param(name: str, value: str | None) -> int | None:
     except InvalidTimestampError as exc:
         raise bad_param(name, str(exc)) from None
     if ms > MAX_QUERY_TIME_MS:
-        raise bad_param(name, "is out of range: times up to 9999-01-01T00:00:00Z")
+        raise bad_param(name, "is out of range: times up to 9998-01-01T00:00:00Z")
     return ms
 
 
@@ -82,8 +85,8 @@ def parse_duration_param(name: str, value: str, multiple_of_ms: int) -> int:
     if match is None:
         raise bad_param(name, f"{value!r} is not a duration such as 1m, 1h, 1d or 60000 (ms)")
     ms = int(match.group(1)) * _UNIT_MS[match.group(2)]
-    if ms > MAX_TIME_MS:
-        raise bad_param(name, f"{value} is longer than {MAX_TIME_MS} ms")
+    if ms > MAX_WINDOW_MS:
+        raise bad_param(name, f"{value} is longer than 366 days")
     if ms % multiple_of_ms:
         raise bad_param(name, f"{value} is not a whole multiple of the view's {multiple_of_ms} ms")
     return ms

@@ -60,7 +60,14 @@ class EndOffsets:
     def marks(self, topic: str) -> dict[int, tuple[int, int]] | None:
         """{partition: (log start, log end)}, or None when the broker could never be asked;
         waits (at most `first_wait_s`) for a refresh of stale values (metrics scrapes)."""
-        return self.snapshot(topic, wait_s=self._first_wait_s)[0]
+        fetched = self.marks_fetched(topic)
+        return None if fetched is None else fetched[1]
+
+    def marks_fetched(self, topic: str) -> tuple[float, dict[int, tuple[int, int]]] | None:
+        """(time.monotonic() when the broker answered, {partition: (log start, log end)}),
+        or None when the broker could never be asked (lag sampling needs when, not just
+        what); waits like `marks`."""
+        return self._entry(topic, self._first_wait_s)[0]
 
     def snapshot(
         self, topic: str, *, wait_s: float = 0.0
@@ -68,10 +75,16 @@ class EndOffsets:
         """(marks or None, stale): stale when older than the TTL (a refresh is on its way,
         or the broker does not answer). Stale values are answered at once unless `wait_s`
         says how long to wait for the refresh; with none known yet, waits `first_wait_s`."""
+        entry, stale = self._entry(topic, wait_s)
+        return (None if entry is None else entry[1]), stale
+
+    def _entry(
+        self, topic: str, wait_s: float
+    ) -> tuple[tuple[float, dict[int, tuple[int, int]]] | None, bool]:
         with self._cond:
             cached = self._cache.get(topic)
             if cached is not None and time.monotonic() - cached[0] < self._ttl_s:
-                return cached[1], False
+                return cached, False
             self._want(topic)
             wait = wait_s if cached is not None else self._first_wait_s
             if wait > 0:
@@ -82,7 +95,7 @@ class EndOffsets:
                 cached = self._cache.get(topic)
             if cached is None:
                 return None, True
-            return cached[1], time.monotonic() - cached[0] >= self._ttl_s
+            return cached, time.monotonic() - cached[0] >= self._ttl_s
 
     def _want(self, topic: str) -> None:
         """Queue a refresh of `topic` (once) and make sure the refresher runs; under _cond."""

@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "JSON_FIELDS",
     "JsonFormatter",
+    "configure_cli_logging",
     "configure_logging",
     "set_log_context",
     "uvicorn_log_config",
@@ -68,6 +69,23 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+def configure_cli_logging() -> None:
+    """Run once by the `logstream` command before any subcommand: with
+    `LOGSTREAM_LOG_FORMAT=json`, whatever a command logs (backfill, rebuild, import, ...) is
+    a JSON line, at the level Python shows by default (WARNING); `consume`, `ingest` and the
+    supervisor then set their own level. Text changes nothing. A bad setting is left for
+    the command itself to report, as one `error:` line."""
+    from logstream.errors import LogstreamError
+    from logstream.settings import load_settings
+
+    try:
+        log_format = load_settings().log_format
+    except LogstreamError:
+        return
+    if log_format == "json":
+        configure_logging("json", logging.WARNING)
 
 
 def uvicorn_log_config(log_format: str) -> dict[str, Any] | None:

@@ -86,10 +86,11 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
-    """One event to write: key = url (UTF-8), timestamp = occurred_at (epoch ms)."""
+    """One event to write: key = the event's key field, UTF-8 (None: no key), timestamp =
+    its event time (epoch ms)."""
 
     topic: str
-    key: bytes
+    key: bytes | None
     value: bytes
     timestamp_ms: int
 
@@ -100,6 +101,7 @@ class SendOutcome:
 
     delivery: Delivery | None
     error: str | None
+    cause: str | None = None  # with `error`: BrokerUnavailableError's cause vocabulary
 
     @property
     def ok(self) -> bool:
@@ -135,11 +137,15 @@ class _BatchWaiter:
         if err is None:
             outcome = SendOutcome(Delivery(msg.topic(), msg.partition(), msg.offset()), None)
         else:
-            outcome = SendOutcome(None, _delivery_error_text(err))
+            outcome = SendOutcome(None, _delivery_error_text(err), _delivery_cause(err))
         self.outcomes[index] = outcome
         self.delivered += 1
         if self.delivered == self.target:
             self.sink.append((self.future, None))
+
+
+def _delivery_cause(err: KafkaError) -> str:
+    return "ack_timeout" if err.code() == KafkaError._MSG_TIMED_OUT else "delivery_failed"
 
 
 def _delivery_error_text(err: KafkaError) -> str:
@@ -179,7 +185,8 @@ class EventProducer:
         # the poll task expires them, which is cheaper than one timer per request.
         self._deadlines: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self._serving: asyncio.AbstractEventLoop | None = None  # set while poll() runs on it
-        # Metrics hook: seconds from a send to the broker's acknowledgement, once per call.
+        # Metrics hook: seconds from a send to the broker's acknowledgement, once per call
+        # whose every message was acknowledged (a failed call is counted by its cause).
         self.on_ack: Callable[[float], None] | None = None
 
     # ----- lifecycle ------------------------------------------------------------------------
@@ -238,7 +245,9 @@ class EventProducer:
         return len(producer) if producer is not None else 0
 
     # ----- sending -------------------------------------------------------------------------
-    async def send(self, topic: str, key: bytes, value: bytes, timestamp_ms: int) -> Delivery:
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int
+    ) -> Delivery:
         """Write one message; returns once the broker acknowledged it, within the bound."""
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -288,21 +297,27 @@ class EventProducer:
                 pass
             finally:
                 timer.cancel()
-        if self.on_ack is not None and enqueued:
-            self.on_ack(loop.time() - (deadline - self.ack_timeout_s))
         not_sent = f"not sent: {failure}" if failure else "not sent"
+        not_sent_cause = failure.cause if failure else "refused"
         timed_out = "the broker did not acknowledge the write in time"
-        return [
+        outcomes = [
             outcome
             if outcome is not None
-            else SendOutcome(None, timed_out if i < enqueued else not_sent)
+            else (
+                SendOutcome(None, timed_out, "ack_timeout")
+                if i < enqueued
+                else SendOutcome(None, not_sent, not_sent_cause)
+            )
             for i, outcome in enumerate(list(waiter.outcomes))
         ]
+        if self.on_ack is not None and all(o.ok for o in outcomes):  # as send(): acks only
+            self.on_ack(loop.time() - (deadline - self.ack_timeout_s))
+        return outcomes
 
     async def _enqueue(
         self,
         topic: str,
-        key: bytes,
+        key: bytes | None,
         value: bytes,
         timestamp_ms: int,
         callback: Any,
@@ -320,7 +335,7 @@ class EventProducer:
             await asyncio.sleep(_QUEUE_FULL_RETRY_S)
 
     def _produce(
-        self, topic: str, key: bytes, value: bytes, timestamp_ms: int, callback: Any
+        self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int, callback: Any
     ) -> bool:
         """One produce() call; False when the local queue is full (try again later)."""
         try:
@@ -447,9 +462,7 @@ class EventProducer:
             outcome = BrokerUnavailableError(
                 _delivery_error_text(err),
                 retry_after_s=self._retry_after(),
-                cause="ack_timeout"
-                if err.code() == KafkaError._MSG_TIMED_OUT
-                else "delivery_failed",
+                cause=_delivery_cause(err),
             )
         if self._serving is not None and future.get_loop() is self._serving:
             _settle(((future, outcome),))  # inside the poll task: settle right away

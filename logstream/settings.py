@@ -25,7 +25,7 @@ __all__ = ["Settings", "load_settings"]
 
 ENV_PREFIX = "LOGSTREAM_"
 # Variables with the prefix that are read elsewhere (tests, tools), not by Settings.
-_FOREIGN_PREFIXES = ("LOGSTREAM_TEST_", "LOGSTREAM_BENCH_")
+_FOREIGN_PREFIXES = ("LOGSTREAM_TEST_", "LOGSTREAM_BENCH_", "LOGSTREAM_UPDATE_SCREENSHOT")
 
 
 class Settings(BaseSettings):
@@ -71,7 +71,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Replicas of each event topic; unset: min(3, LOGSTREAM_BROKER_NODES).",
     )
-    schema_dir: Path | None = None
+    schema_dir: Path | None = Field(
+        default=None,
+        description="The folder of `.avsc` files (one per event type and version), or several "
+        "separated by `:` like PATH; unset: the repository's `avro_schemas/`.",
+    )
 
     # Views of your own, besides the built-ins and the `logstream.views` entry points.
     views: str = Field(
@@ -190,6 +194,13 @@ class Settings(BaseSettings):
         le=65535,
         description="`logstream stack` serves the metrics of the i-th view's consumer (in "
         "the order `logstream views` lists them) on this port + i; 0: no metrics ports.",
+    )
+    lag_sample_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often the processes serving view lag sample each partition's log "
+        "end: the resolution of `logstream_view_lag_seconds`.",
     )
     log_format: Literal["text", "json"] = Field(
         default="text",

@@ -59,11 +59,22 @@ function renderIngest(status) {
   $("ingest-accepted-total").dataset.value = ingest.events_accepted;
   $("ingest-rejected-total").textContent = fmt(ingest.events_rejected);
   $("ingest-rejected-total").dataset.value = ingest.events_rejected;
-  $("ingest-rate").textContent = fmt(rate(status, previous, (s) => s.ingest && s.ingest.events_accepted), 1);
-  $("reject-rate").textContent = fmt(rate(status, previous, (s) => s.ingest && s.ingest.events_rejected), 1);
+  // The two answers the rates come from, and the raw numbers, for tests and tools.
+  $("ingest").dataset.time = status.time_ms;
+  $("ingest").dataset.previous = previous ? previous.time_ms : "";
+  const accepted = rate(status, previous, (s) => s.ingest && s.ingest.events_accepted);
+  const rejected = rate(status, previous, (s) => s.ingest && s.ingest.events_rejected);
+  shown("ingest-rate", fmt(accepted, 1), accepted);
+  shown("reject-rate", fmt(rejected, 1), rejected);
   const requests = rate(status, previous, (s) => s.ingest && s.ingest.requests);
   const errors = rate(status, previous, (s) => s.ingest && s.ingest.errors);
-  $("error-rate").textContent = requests ? `${fmt((100 * errors) / requests, 1)} %` : "0 %";
+  const share = requests ? (100 * errors) / requests : 0;
+  shown("error-rate", `${fmt(share, 1)} %`, share);
+}
+
+function shown(id, text, value) {
+  $(id).textContent = text;
+  $(id).dataset.value = value === null || value === undefined ? "" : value;
 }
 
 function cell(row, cls, text, value) {
@@ -76,6 +87,7 @@ function cell(row, cls, text, value) {
 }
 
 function renderViews(status) {
+  $("views").dataset.time = status.time_ms;
   const before = new Map((previous ? previous.views : []).map((v) => [v.view, v]));
   const rows = status.views.map((v) => {
     const row = document.createElement("tr");

@@ -27,6 +27,7 @@ from logstream.cli import (
     transfer,
 )
 from logstream.errors import LogstreamError, ViewCodeError
+from logstream.logs import configure_cli_logging
 from logstream.redact import install_log_redaction, redact
 
 __all__ = ["app", "main"]
@@ -43,6 +44,13 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _every_command() -> None:
+    configure_cli_logging()  # LOGSTREAM_LOG_FORMAT for every command, in one place
+
+
 app.add_typer(broker.app, name="broker")
 app.add_typer(topics.app, name="topics")
 app.add_typer(schemas.app, name="schemas")

@@ -1,10 +1,11 @@
 """A consumer process's metrics, served on a port of its own (`consume --metrics-port`).
 
 Nothing is counted per event: the totals are the runner's own `RunResult` fields, read when
-scraped; batch sizes and flush durations are observed once per batch and once per flush
-through the runner's hooks; lag comes from the view store at scrape time
-(`logstream.metrics.views`); process memory and CPU from prometheus_client's process
-collector.
+scraped, except events applied, which are counted when their flush commits (a batch read
+but then fenced, lost or abandoned is read again and must not count twice); batch sizes and
+flush durations are observed once per batch and once per flush through the runner's hooks;
+lag comes from the view store at scrape time (`logstream.metrics.views`); process memory
+and CPU from prometheus_client's process collector.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ BATCH_BUCKETS = (1, 10, 50, 100, 500, 1000, 2500, 5000, 10000)
 FLUSH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 _TOTALS = (
-    ("events_applied", "logstream_consumer_events_applied", "Events applied to the view"),
     (
         "events_skipped",
         "logstream_consumer_events_skipped",
@@ -48,9 +48,17 @@ _TOTALS = (
 class ConsumerMetrics(Collector):
     """Counters read from a `RunResult`, plus batch and flush histograms fed by hooks."""
 
-    def __init__(self, view: str, result: Callable[[], RunResult], registry: CollectorRegistry):
+    def __init__(
+        self,
+        view: str,
+        result: Callable[[], RunResult],
+        applied: Callable[[], int],
+        registry: CollectorRegistry,
+    ):
+        """`applied()`: events whose flush committed to the store."""
         self._view = view
         self._result = result
+        self._applied = applied
         self.batch = Histogram(
             "logstream_consumer_batch_messages",
             "Messages per consumed batch",
@@ -69,15 +77,24 @@ class ConsumerMetrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         result = self._result()
+        applied = CounterMetricFamily(
+            "logstream_consumer_events_applied",
+            "Events applied to the view: in flushes committed to the store",
+            labels=["view"],
+        )
+        applied.add_metric([self._view], self._applied())
+        yield applied
         for field, name, doc in _TOTALS:
             family = CounterMetricFamily(name, doc, labels=["view"])
             family.add_metric([self._view], getattr(result, field))
             yield family
 
 
-def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> Callable[[], None]:
+def serve_metrics(
+    registry: CollectorRegistry, host: str, port: int
+) -> tuple[Callable[[], None], int]:
     """Serve `registry` (plus process memory and CPU) on http://host:port/metrics in a
-    daemon thread; returns the function that stops it."""
+    daemon thread; returns the function that stops it and the port bound (port 0: any)."""
     from prometheus_client import start_http_server
 
     ProcessCollector(registry=registry)
@@ -88,4 +105,4 @@ def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> Callable
         server.server_close()
         thread.join(timeout=2)
 
-    return stop
+    return stop, int(server.server_port)

@@ -9,7 +9,6 @@ values to files there and a scrape sums them (prometheus_client's multiprocess m
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from prometheus_client.registry import Collector
 __all__ = [
     "CONTENT_TYPE_LATEST",
     "MULTIPROC_ENV",
+    "mark_worker_dead",
     "multiprocess_dir",
     "prepare_multiprocess_dir",
     "registry_of",
@@ -36,12 +36,21 @@ def multiprocess_dir() -> str | None:
 
 
 def prepare_multiprocess_dir() -> Path:
-    """A fresh, empty folder for the workers' files (stale files would be summed in)."""
-    path = Path(tempfile.gettempdir()) / f"logstream-metrics-{os.getpid()}"
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
+    """A fresh, empty, private folder (0700, unpredictable name: no other user can plant
+    or read files there) for the workers' files; stale files would be summed in."""
+    path = Path(tempfile.mkdtemp(prefix="logstream-metrics-"))
     os.environ[MULTIPROC_ENV] = str(path)
     return path
+
+
+def mark_worker_dead() -> None:
+    """A worker's last word in multiprocess mode: drop its live gauges (the producer queue),
+    so that a scrape does not keep summing a worker that exited. Counters stay (totals)."""
+    if multiprocess_dir() is None:
+        return
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(os.getpid())
 
 
 def scrape_registry(own: CollectorRegistry) -> CollectorRegistry:

@@ -30,6 +30,7 @@ class ConsumerHooks:
         self._version = version
         self._result: Callable[[], RunResult] = RunResult
         self._stoppers: list[Callable[[], None]] = []
+        self.events_committed = 0  # written by the commit thread only
         if not self.enabled:
             return
         from prometheus_client import CollectorRegistry
@@ -39,7 +40,9 @@ class ConsumerHooks:
 
         self.group = VersionRegistry.namespace(view.name, version)
         self.registry = CollectorRegistry(auto_describe=False)
-        self._metrics = ConsumerMetrics(self.group, lambda: self._result(), self.registry)
+        self._metrics = ConsumerMetrics(
+            self.group, lambda: self._result(), lambda: self.events_committed, self.registry
+        )
 
     def on_progress(
         self, other: Callable[[int], None] | None = None
@@ -58,8 +61,17 @@ class ConsumerHooks:
         return both
 
     @property
-    def on_commit(self) -> Callable[[float], None] | None:
-        return self._metrics.flush.observe if self.enabled else None
+    def on_commit(self) -> Callable[[float, int], None] | None:
+        """The committer's hook: a flush landed after `seconds`, applying `events`."""
+        if not self.enabled:
+            return None
+        observe = self._metrics.flush.observe
+
+        def committed(seconds: float, events: int) -> None:
+            observe(seconds)
+            self.events_committed += events
+
+        return committed
 
     def start(self, result: Callable[[], RunResult]) -> None:
         """Serve the metrics (counters read from `result()`, lag from the view store)."""
@@ -67,8 +79,8 @@ class ConsumerHooks:
         if not self.enabled:
             return
         from logstream.freshness import EndOffsets
+        from logstream.metrics.arrivals import LogEndHistory
         from logstream.metrics.consumer import serve_metrics
-        from logstream.metrics.lag import RecordTimes
         from logstream.metrics.views import ViewsCollector, ViewTarget
         from logstream.stores.base import ViewStore
         from logstream.stores.factory import open_view_store
@@ -76,7 +88,7 @@ class ConsumerHooks:
 
         settings, view, version = self._settings, self._view, self._version
         versions = VersionRegistry(settings)
-        ends, times = EndOffsets(settings), RecordTimes(settings)
+        ends = EndOffsets(settings)
         stores: list[ViewStore] = []
 
         def store_for(_target: ViewTarget) -> ViewStore:
@@ -90,9 +102,12 @@ class ConsumerHooks:
         def targets() -> list[ViewTarget]:
             return [ViewTarget(view, version, versions.current(view.name) == version)]
 
-        self.registry.register(ViewsCollector(settings, targets, store_for, ends, times))
+        collector = ViewsCollector(settings, targets, store_for, ends, LogEndHistory())
+        self.registry.register(collector)
         try:
-            stop_server = serve_metrics(self.registry, settings.metrics_host, self.port or 0)
+            stop_server, self.port = serve_metrics(
+                self.registry, settings.metrics_host, self.port or 0
+            )
         except OSError as exc:  # the view matters more than its metrics: go on without
             log.error(
                 "cannot serve metrics on %s:%s (%s); consuming without them",
@@ -100,14 +115,14 @@ class ConsumerHooks:
                 self.port,
                 exc,
             )
-            times.close()
             ends.close()
             return
         log.info("metrics on http://%s:%s/metrics", settings.metrics_host, self.port)
+        sampler = collector.sampler().start()
 
         def close() -> None:
             stop_server()
-            times.close()
+            sampler.stop()
             ends.close()
             for store in stores:
                 store.close()

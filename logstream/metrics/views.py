@@ -18,7 +18,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from logstream.freshness import EndOffsets
-from logstream.metrics.lag import RecordTimes, ViewLag, view_lag
+from logstream.metrics.arrivals import LagSampler, LogEndHistory
+from logstream.metrics.lag import ViewLag, view_lag
 from logstream.settings import Settings
 from logstream.stores.base import ViewStore
 from logstream.topics import resolve_topics
@@ -60,6 +61,7 @@ class ViewStatus:
             "applied": sum(p.applied for p in lag.partitions) if lag else None,
             "log_end": sum(p.log_end for p in lag.partitions) if lag else None,
             "progress": round(lag.progress, 4) if lag else None,
+            "lost_to_retention": lag.lost_to_retention if lag else None,
             "dead_letters": self.dead_letters,
             "newest_event_ms": self.newest_event_ms,
         }
@@ -74,13 +76,32 @@ class ViewsCollector(Collector):
         targets: Callable[[], list[ViewTarget]],
         store_for: Callable[[ViewTarget], ViewStore],
         ends: EndOffsets,
-        times: RecordTimes,
+        history: LogEndHistory,
     ) -> None:
         self._settings = settings
         self._targets = targets
         self._store_for = store_for
         self._ends = ends
-        self._times = times
+        self._history = history
+        self._topics: frozenset[str] = frozenset()
+
+    def topics(self) -> frozenset[str]:
+        """Every topic a view version reads: what the lag sampler samples. Versions of a
+        view share its topics, so the answer is kept once known (the sampler asks every
+        interval; reading the version registry each time would cost a store round trip)."""
+        if not self._topics:
+            found: set[str] = set()
+            for target in self._targets():
+                found.update(resolve_topics(self._settings, target.view.topics))
+            self._topics = frozenset(found)  # replaced whole: readers on other threads
+        return self._topics
+
+    def sampler(self) -> LagSampler:
+        """A (not yet started) thread sampling the log ends of `topics()` every
+        `LOGSTREAM_LAG_SAMPLE_INTERVAL_S`: the resolution of lag in seconds."""
+        return LagSampler(
+            self._history, self._ends, self.topics, self._settings.lag_sample_interval_s
+        )
 
     def statuses(self) -> list[ViewStatus]:
         out = []
@@ -91,7 +112,7 @@ class ViewsCollector(Collector):
                 log.debug("no stats for %s: %s", target.group, exc)
                 continue
             topics = resolve_topics(self._settings, target.view.topics)
-            lag = view_lag(topics, stats.positions, self._ends, self._times)
+            lag = view_lag(topics, stats.positions, self._ends, self._history)
             out.append(ViewStatus(target, lag, stats.dlq_count, stats.max_event_ms))
         return out
 
@@ -104,8 +125,8 @@ class ViewsCollector(Collector):
         )
         seconds = GaugeMetricFamily(
             "logstream_view_lag_seconds",
-            "Age of the oldest record the view has not applied (0 when caught up; NaN when "
-            "that record cannot be read right now)",
+            "Seconds since the oldest record the view has not applied arrived in the log "
+            "(interpolated from sampled log ends; 0 when caught up)",
             labels=["view"],
         )
         applied = GaugeMetricFamily(
@@ -117,6 +138,12 @@ class ViewsCollector(Collector):
             "logstream_view_progress_ratio",
             "Share of the retained log applied: a backfill's or rebuild's progress",
             labels=["view"],
+        )
+        lost = GaugeMetricFamily(
+            "logstream_view_lost_to_retention",
+            "Records deleted from the log (retention) before the view applied them, while "
+            "its store stands below the log start",
+            labels=["view", "topic", "partition"],
         )
         dead = GaugeMetricFamily(
             "logstream_view_dead_letters",
@@ -142,4 +169,5 @@ class ViewsCollector(Collector):
                 labels = [group, p.topic, str(p.partition)]
                 offsets.add_metric(labels, p.lag_offsets)
                 applied.add_metric(labels, p.applied)
-        yield from (offsets, seconds, applied, progress, dead, info)
+                lost.add_metric(labels, p.lost_to_retention)
+        yield from (offsets, seconds, applied, progress, lost, dead, info)

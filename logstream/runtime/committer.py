@@ -69,10 +69,11 @@ class Committer:
         label: str,
         *,
         backoff: Backoff | None = None,
-        on_commit: Callable[[float], None] | None = None,
+        on_commit: Callable[[float, int], None] | None = None,
     ) -> None:
-        """`on_commit(seconds)`: called on this thread after each flush landed, with the
-        time from its submission (retries included)."""
+        """`on_commit(seconds, events)`: called on this thread after each flush landed,
+        with the time from its submission (retries included) and the events it applied;
+        never for a flush that was fenced, abandoned or failed."""
         self._on_commit = on_commit
         self._store = store
         self._dead_letters = dead_letters
@@ -159,7 +160,7 @@ class Committer:
                 self._accepted[(topic, partition)] = new
         if self._on_commit is not None:
             try:
-                self._on_commit(time.monotonic() - job.submitted)
+                self._on_commit(time.monotonic() - job.submitted, job.flush.events)
             except Exception:  # a metrics hook must never fail a flush that landed
                 log.exception("%s: on_commit hook failed", self._label)
 

@@ -44,6 +44,8 @@ HOSTILE = [
     ("limit", "0"),
     ("wait_for", "0:" + "9" * 400),
     ("wait_for", "x:²:1"),
+    ("size", "999999999999d"),  # a window ending past year 9999
+    ("size", "1000000000000"),
     ("cursor", "%%"),
     ("cursor", BIG),
 ]

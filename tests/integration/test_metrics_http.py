@@ -3,6 +3,11 @@ turned off entirely."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -53,3 +58,75 @@ def test_metrics_off_serves_no_metrics_and_counts_nothing(settings: Settings, ma
             "likes-by-window",
         }
         assert client.app.state.ingest.producer.on_ack is None  # type: ignore[attr-defined]
+
+
+def metric(client: TestClient, name: str, **labels: str) -> float:
+    text = client.get("/metrics").text
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    )
+
+
+def test_broker_failures_get_one_vocabulary_and_no_ack_latency(settings: Settings):
+    """A single event and a batch the broker cannot take (their topic does not exist, so
+    the write times out): the same rejection reason and 503 cause for both paths, and no
+    broker-ack observation for either (the histogram holds acknowledged writes only)."""
+    quick = settings.model_copy(update={"ingest_ack_timeout_s": 1.0})
+    missing = f"missing-{uuid.uuid4().hex[:8]}"
+    like = {"url": "https://example.com/a", "user_id": "u"}
+    with TestClient(create_app(quick, topic_overrides={"like": missing})) as client:
+        single = client.post("/v1/events/likes", json=like)
+        batch = client.post("/v1/events/likes/batch", json=[like, like])
+        assert (single.status_code, batch.status_code) == (503, 503)
+        assert single.json()["error"]["code"] == batch.json()["error"]["code"]
+        rejected = "logstream_ingest_events_rejected_total"
+        reason = single.json()["error"]["code"]
+        assert metric(client, rejected, reason=reason) == 3  # 1 + the batch's 2
+        assert metric(client, rejected) == 3
+        causes = {
+            s.labels["cause"]: s.value
+            for family in text_string_to_metric_families(client.get("/metrics").text)
+            for s in family.samples
+            if s.name == "logstream_ingest_unavailable_total"
+        }
+        assert len(causes) == 1, causes  # one cause for one failure, single or batch
+        (cause,) = causes
+        assert cause in {"ack_timeout", "delivery_failed", "queue_full", "refused"}
+        assert causes[cause] == 2
+        assert metric(client, "logstream_ingest_broker_ack_seconds_count") == 0
+
+
+WORKER = """
+import sys
+from fastapi.testclient import TestClient
+from ingest_api.app import create_app
+from logstream.settings import Settings
+
+settings = Settings(bootstrap_servers=sys.argv[1], data_dir=sys.argv[2])
+with TestClient(create_app(settings, topic_overrides={"like": sys.argv[3]})) as client:
+    assert client.post("/v1/events/likes", json={"url": "u", "user_id": "a"}).status_code == 202
+"""
+
+
+def test_a_worker_that_stops_leaves_no_live_gauge_behind(
+    settings: Settings, make_topic: Any, tmp_path: Path
+):
+    """Multiprocess mode: a worker's live gauge (producer queue, `livesum`) goes with it, so
+    that scrapes do not keep summing dead workers; its counters (totals) stay."""
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LOGSTREAM_")},
+        "PROMETHEUS_MULTIPROC_DIR": str(shared),
+    }
+    args = [settings.bootstrap_servers, str(tmp_path / "data"), make_topic(3)]
+    worker = subprocess.run(
+        [sys.executable, "-c", WORKER, *args], env=env, capture_output=True, timeout=120
+    )
+    assert worker.returncode == 0, worker.stderr.decode(errors="replace")[-3000:]
+    files = {p.name.rsplit("_", 1)[0] for p in shared.glob("*.db")}
+    assert "counter" in files  # it ran in multiprocess mode and counted its request
+    assert "gauge_livesum" not in files, sorted(shared.iterdir())

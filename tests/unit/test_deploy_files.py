@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from ingest_api.metrics import IngestMetrics
 from logstream.freshness import EndOffsets
+from logstream.metrics.arrivals import LogEndHistory
 from logstream.metrics.consumer import ConsumerMetrics
-from logstream.metrics.lag import RecordTimes
 from logstream.metrics.views import ViewsCollector
 from logstream.runtime.runner import RunResult
 from logstream.settings import Settings
@@ -45,11 +45,11 @@ NOT_METRICS = {
 def exposed_names() -> set[str]:
     registry = CollectorRegistry(auto_describe=False)
     IngestMetrics(registry)
-    ConsumerMetrics("v", RunResult, registry)
+    ConsumerMetrics("v", RunResult, int, registry)
     ProcessCollector(registry=registry)
     settings = Settings()
     registry.register(
-        ViewsCollector(settings, list, None, EndOffsets(settings), RecordTimes(settings))  # type: ignore[arg-type]
+        ViewsCollector(settings, list, None, EndOffsets(settings), LogEndHistory())  # type: ignore[arg-type]
     )
     names = set(BUILTIN)
     for family in registry.collect():
@@ -133,3 +133,13 @@ def test_prometheus_scrapes_every_consumer_of_the_compose_file():
     assert ports
     assert {f"{name}:{port}" for name, port in ports.items()} <= targets
     assert "ingest:8000" in targets
+
+
+def test_prometheus_and_grafana_listen_on_loopback_only():
+    """Grafana lets anyone view without a login and Prometheus has no auth at all: neither
+    is published beyond this machine unless the compose file is changed on purpose."""
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name in ("prometheus", "grafana"):
+        ports = compose[name]["ports"]
+        assert ports and all(str(p).startswith("127.0.0.1:") for p in ports), (name, ports)
+    assert "GF_SECURITY_ADMIN_PASSWORD" in compose["grafana"]["environment"]

@@ -8,6 +8,8 @@ import json
 import logging
 import logging.config
 
+import pytest
+
 from logstream.logs import JsonFormatter, _context, set_log_context, uvicorn_log_config
 
 
@@ -70,3 +72,44 @@ def test_uvicorn_gets_json_only_when_asked():
         config["formatters"]["json"]
     )
     assert isinstance(formatter, JsonFormatter)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["contract"], ["rebuild", "no-such-view"], ["backfill", "no-such-view"], ["import", "--help"]],
+    ids=lambda argv: argv[0],
+)
+def test_every_cli_command_logs_json_when_asked(monkeypatch: pytest.MonkeyPatch, argv: list[str]):
+    """The `logstream` command sets the format once, for every subcommand (not only consume,
+    ingest and the supervisor): whatever backfill, rebuild or import logs is JSON."""
+    from typer.testing import CliRunner
+
+    from logstream.cli.main import app
+
+    monkeypatch.setenv("LOGSTREAM_LOG_FORMAT", "json")
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers[:] = []
+    try:
+        CliRunner().invoke(app, argv)
+        (handler,) = root.handlers
+        assert isinstance(handler.formatter, JsonFormatter)
+        assert root.level == logging.WARNING  # what Python shows without any set-up
+        record = logging.LogRecord(
+            "logstream.transfer", logging.WARNING, "f", 1, "x %s", ("y",), None
+        )
+        assert json.loads(handler.format(record))["message"] == "x y"
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+
+
+def test_text_logging_is_left_as_python_has_it(monkeypatch: pytest.MonkeyPatch):
+    from typer.testing import CliRunner
+
+    from logstream.cli.main import app
+
+    monkeypatch.setenv("LOGSTREAM_LOG_FORMAT", "text")
+    root = logging.getLogger()
+    before = root.handlers[:]
+    CliRunner().invoke(app, ["contract"])
+    assert root.handlers == before
