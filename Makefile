@@ -7,13 +7,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: up down status test test-unit lint format bench-ingest bench-ingest-auth bench-views bench-replay clean help
+.PHONY: up down status test test-unit test-hostile lint format bench-ingest bench-ingest-auth bench-views bench-replay clean help
 
 help:
 	@echo "make up      start broker, topics, ingest API and view consumers (background)"
 	@echo "make down    stop all of it"
 	@echo "make status  what runs where"
 	@echo "make test    unit and integration tests against a real Kafka broker"
+	@echo "make test-hostile   only the hostile-input suite (tests/hostile, also in make test)"
 	@echo "make lint    ruff + mypy"
 	@echo "make bench-ingest | bench-views | bench-replay   benchmarks (see README)"
 
@@ -43,6 +44,9 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
+
+test-hostile: $(STAMP)
+	$(BIN)/pytest -q -s -p no:cacheprovider tests/hostile
 
 lint: $(STAMP)
 	$(BIN)/ruff check logstream ingest_api consumers tests benchmarks

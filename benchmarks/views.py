@@ -407,7 +407,7 @@ def _fill_query_stores(url_store: Any, window_store: Any, urls: int, seed: int) 
                 for deltas, key in (
                     (by_url, ("url", url, ts - ts % HOUR_MS)),
                     (by_window, ("w", url, ts - ts % MINUTE_MS)),
-                    (by_window, ("w", "", ts - ts % MINUTE_MS)),
+                    (by_window, ("all", "", ts - ts % MINUTE_MS)),
                 ):
                     counter = deltas.get(key)
                     if counter is None:
@@ -467,7 +467,7 @@ def child_query(args: argparse.Namespace) -> None:
             )
             out["windows_all_1d"] = _timed(
                 50,
-                lambda i: window_store.windows("w", "", DAY_MS, BASE_MS, span_end, 10),
+                lambda i: window_store.windows("all", "", DAY_MS, BASE_MS, span_end, 10),
             )
         finally:
             url_store.close()

@@ -15,8 +15,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ingest_api.models import FieldError
+from logstream.errors import StaleLayoutError
 
 __all__ = ["ApiError", "error_body", "install_error_handlers"]
 
@@ -111,6 +113,20 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _stale_layout(request: Request, exc: Exception) -> JSONResponse:
+    """A view store of an older layout: unavailable until rebuilt (the message says how)."""
+    _note_error(request, "rebuild_needed")
+    return JSONResponse(error_body("rebuild_needed", str(exc)), status_code=503)
+
+
+async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
+    """The client closed the connection mid-request (e.g. an aborted upload): one log line,
+    not a 500 with a traceback; the answer goes nowhere, its status only feeds the metrics."""
+    _note_error(request, "client_disconnected")
+    log.warning("client disconnected during %s %s", request.method, request.url.path)
+    return JSONResponse(error_body("client_disconnected", "the client went away"), 400)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(
@@ -123,4 +139,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StaleLayoutError, _stale_layout)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)

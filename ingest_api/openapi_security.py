@@ -1,6 +1,9 @@
 """The OpenAPI document says what `AccessControl` enforces: a bearer scheme on every
 operation but the public ones, each with its 401, 403 and 429 answers in the shared
-`{"error": ...}` shape, and the scope it needs."""
+`{"error": ...}` shape, and the scope it needs. It also gives the real bodies of the other
+errors: a 422 is that shape too (not FastAPI's default `HTTPValidationError`), and view reads
+declare their 503 (too many waiters, a store to rebuild) and 504 (a write not applied in
+time)."""
 
 from __future__ import annotations
 
@@ -17,6 +20,14 @@ SCHEME = "apiKey"
 # ErrorBody is in the document already: the write routes declare it for their errors.
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 _JSON = {"application/json": {"schema": _ERROR_REF}}
+_VIEW_RESPONSES = {
+    "503": "Unavailable for now: too many reads wait for their writes "
+    "(LOGSTREAM_READ_WAITERS_MAX), or the view's store must be rebuilt; see `Retry-After`",
+}
+_WAIT_RESPONSES = {
+    "504": "`wait_for` was not applied within `wait_ms`; see `Retry-After`",
+}
+_UNPROCESSABLE = "A parameter or field is invalid; `error.fields` names it"
 _RESPONSES = {
     "401": "No API key, or an unknown or revoked one (`WWW-Authenticate: Bearer`)",
     "403": "The API key lacks the scope this operation needs",
@@ -53,6 +64,7 @@ def document_security(app: FastAPI) -> None:
         for path, operations in schema.get("paths", {}).items():
             public = required_scope(path) is None
             for operation in operations.values():
+                _document_errors(path, operation)
                 if public:
                     operation["security"] = []
                     continue
@@ -67,3 +79,17 @@ def document_security(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_errors(path: str, operation: dict[str, Any]) -> None:
+    """422 in the shared shape; 503/504 of the view reads (see the module doc)."""
+    responses = operation.setdefault("responses", {})
+    if "422" in responses:
+        responses["422"] = {"description": _UNPROCESSABLE, "content": _JSON}
+    if path == "/v1/views" or path.startswith("/v1/views/"):
+        for status, text in _VIEW_RESPONSES.items():
+            responses.setdefault(status, {"description": text, "content": _JSON})
+        names = {p.get("name") for p in operation.get("parameters", [])}
+        if "wait_for" in names:
+            for status, text in _WAIT_RESPONSES.items():
+                responses.setdefault(status, {"description": text, "content": _JSON})

@@ -11,10 +11,25 @@ from ingest_api.errors import ApiError
 from ingest_api.models import FieldError
 from ingest_api.timestamps import InvalidTimestampError, parse_occurred_at
 
-__all__ = ["MAX_TIME_MS", "bad_param", "parse_duration_param", "parse_time_param", "parse_wait_for"]
+__all__ = [
+    "MAX_QUERY_TIME_MS",
+    "MAX_TIME_MS",
+    "MAX_WAIT_MS",
+    "MAX_WINDOW_MS",
+    "bad_param",
+    "parse_duration_param",
+    "parse_time_param",
+    "parse_wait_for",
+]
 
 _NO_FUTURE_BOUND = 10**15
 MAX_TIME_MS = _NO_FUTURE_BOUND  # times, cursors and window sizes stay far inside int64
+# The latest time a query may name: answers print times (and ranges widened to whole
+# buckets or windows) in RFC 3339, whose years end at 9999; 9998-01-01 leaves room for a
+# widening by up to MAX_WINDOW_MS.
+MAX_QUERY_TIME_MS = 253_339_228_800_000
+MAX_WINDOW_MS = 366 * 86_400_000
+MAX_WAIT_MS = 3_600_000  # the server caps a wait far lower (LOGSTREAM_READ_WAIT_MAX_S)
 _DURATION = re.compile(r"^([1-9][0-9]{0,12})(ms|s|m|h|d)?$")
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, None: 1}
 
@@ -29,11 +44,18 @@ def parse_time_param(name: str, value: str | None) -> int | None:
     """Epoch ms from `2024-05-01T12:00:00Z` or `1714564800000`; None when absent."""
     if value is None:
         return None
-    raw: object = int(value) if value.isdigit() else value
+    raw: object = value
+    if value.isascii() and value.isdigit():  # not "²" or "٣": str.isdigit takes those too
+        if len(value) > 16:  # also keeps int() far from its 4,300-digit refusal
+            raise bad_param(name, f"{value[:20]}... is out of range (epoch ms up to year 9999)")
+        raw = int(value)
     try:
-        return parse_occurred_at(raw, now=0, max_future_ms=_NO_FUTURE_BOUND)
+        ms = parse_occurred_at(raw, now=0, max_future_ms=_NO_FUTURE_BOUND)
     except InvalidTimestampError as exc:
         raise bad_param(name, str(exc)) from None
+    if ms > MAX_QUERY_TIME_MS:
+        raise bad_param(name, "is out of range: times up to 9998-01-01T00:00:00Z")
+    return ms
 
 
 def parse_wait_for(values: list[str], default_topic: str) -> list[tuple[str, int, int]]:
@@ -49,9 +71,9 @@ def parse_wait_for(values: list[str], default_topic: str) -> list[tuple[str, int
             else:
                 raise ValueError
         except ValueError:
-            raise bad_param("wait_for", f"{value!r} is not 'partition:offset'") from None
-        if partition < 0 or offset < 0:
-            raise bad_param("wait_for", f"{value!r}: partition and offset must be >= 0")
+            raise bad_param("wait_for", f"{value[:60]!r} is not 'partition:offset'") from None
+        if not (0 <= partition < 2**31 and 0 <= offset < 2**63):  # Kafka's int32 and int64
+            raise bad_param("wait_for", f"{value[:60]!r}: partition or offset out of range")
         targets.append((topic, partition, offset))
     return targets
 
@@ -63,8 +85,8 @@ def parse_duration_param(name: str, value: str, multiple_of_ms: int) -> int:
     if match is None:
         raise bad_param(name, f"{value!r} is not a duration such as 1m, 1h, 1d or 60000 (ms)")
     ms = int(match.group(1)) * _UNIT_MS[match.group(2)]
-    if ms > MAX_TIME_MS:
-        raise bad_param(name, f"{value} is longer than {MAX_TIME_MS} ms")
+    if ms > MAX_WINDOW_MS:
+        raise bad_param(name, f"{value} is longer than 366 days")
     if ms % multiple_of_ms:
         raise bad_param(name, f"{value} is not a whole multiple of the view's {multiple_of_ms} ms")
     return ms

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
+from ingest_api.read_waits import ReadWaits
 from logstream.freshness import EndOffsets
 from logstream.settings import Settings
 from logstream.stores.base import ViewStore
@@ -28,6 +29,7 @@ class ViewReaders:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.end_offsets = EndOffsets(settings)
+        self.waits = ReadWaits(settings.read_waiters_max)
         self.versions = VersionRegistry(settings)
         self._stores: dict[str, ViewStore] = {}
         self._current: dict[str, tuple[float, str]] = {}

@@ -9,6 +9,7 @@ __all__ = [
     "CorruptMessageError",
     "LogstreamError",
     "SchemaCompatibilityError",
+    "StaleLayoutError",
     "StaleOffsetError",
     "StoreError",
     "UnknownSchemaError",
@@ -46,6 +47,11 @@ class SchemaCompatibilityError(LogstreamError):
 
 class StoreError(LogstreamError):
     """A view store could not be opened, read or written."""
+
+
+class StaleLayoutError(StoreError):
+    """A view store written by an older layout of its view that the view no longer reads;
+    the message names the command that rebuilds it."""
 
 
 class StaleOffsetError(StoreError):

@@ -164,6 +164,12 @@ class Settings(BaseSettings):
         "consumer rides those out. Keep it above the store's busy timeout (30 s); 0 disables.",
     )
     read_wait_max_s: float = Field(default=10.0, ge=0)
+    read_waiters_max: int = Field(
+        default=256,
+        ge=0,
+        description="Per server process: how many reads may wait for `wait_for` at once (a "
+        "waiter holds no thread, only a coroutine); the next one gets 503 + Retry-After.",
+    )
     dedupe_horizon_events: int = Field(
         default=100_000,
         ge=0,

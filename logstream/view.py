@@ -107,6 +107,9 @@ class View:
     series: tuple[str, ...] = ()
     key_name: str = "key"
     description: str = ""
+    # Called with the view's store when it is opened (consumer, query API, backfill): a view
+    # whose layout changed raises StaleLayoutError on a store written by the older layout.
+    check_store: Callable[[Any], None] | None = None
 
     def __init__(
         self,
@@ -125,6 +128,7 @@ class View:
         event_id_field: str | None = "event_id",
         event_time_field: str | None = "occurred_at",
         description: str = "",
+        check_store: Callable[[Any], None] | None = None,
     ) -> None:
         """Declare a view; a subclass that sets class attributes calls this with nothing."""
         self._key_field: str | None = None
@@ -197,6 +201,9 @@ class View:
         self.event_id_field = event_id_field or None
         self.event_time_field = event_time_field or None
         self.description = description
+        if check_store is not None and not callable(check_store):
+            raise ViewDeclarationError(f"{where}: check_store must be a function store -> None")
+        self.check_store = check_store
         if self._bucket_keys is not None:  # the runtime calls it as it is
             self.keys = self._bucket_keys  # type: ignore[method-assign,assignment]
         elif type(self).keys is View.keys:  # the hot path: one closure, no attribute lookups

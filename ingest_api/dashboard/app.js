@@ -13,10 +13,32 @@ const fmt = (n, digits = 0) =>
   n === null || n === undefined || Number.isNaN(n) ? "–" : Number(n).toLocaleString("en-US", {
     maximumFractionDigits: digits, minimumFractionDigits: digits });
 
+// With API keys on, a page cannot send a bearer header by itself: the first 401 asks for a
+// key once, kept in this tab's sessionStorage (never in the URL, gone with the tab) and sent
+// with every fetch to this server.
+const KEY_ITEM = "logstream.api_key";
+let askedForKey = false;
+
 async function getJson(path) {
-  const response = await fetch(path, { headers: { accept: "application/json" } });
-  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
-  return response.json();
+  for (;;) {
+    const key = sessionStorage.getItem(KEY_ITEM);
+    const headers = { accept: "application/json" };
+    if (key) headers.authorization = `Bearer ${key}`;
+    const response = await fetch(path, { headers });
+    if (response.status === 401) {
+      if (sessionStorage.getItem(KEY_ITEM) !== key) continue;  // given meanwhile: retry
+      if (!askedForKey) {
+        askedForKey = true;
+        const given = window.prompt("API key for this server (kept for this tab only)");
+        if (given) {
+          sessionStorage.setItem(KEY_ITEM, given.trim());
+          continue;
+        }
+      }
+    }
+    if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+    return response.json();
+  }
 }
 
 function rate(now, before, pick) {

@@ -20,9 +20,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from ingest_api.query_params import bad_param, parse_duration_param, parse_time_param
+from ingest_api.read_waits import read_your_writes
 from ingest_api.routes.views import (
-    WaitFor,
-    WaitMs,
     answer,
     bucket_range,
     decode_cursor,
@@ -62,6 +61,7 @@ def view_query_router(views: dict[str, View], taken: set[tuple[str, str]]) -> AP
                 summary=summary,
                 tags=[f"view {view.name}"],
                 name=f"{view.name}-{suffix}",
+                dependencies=[read_your_writes(view)],
             )
     return router
 
@@ -94,7 +94,9 @@ def _endpoints(view: View) -> list[tuple[str, Any, str]]:
     key_name = view.key_name
     series_doc = f"series: {', '.join(view.series)} (default {view.series[0]})"
     by_doc = f"rank by: {', '.join(view.rankable())}"
-    Series = Annotated[str | None, Query(description=series_doc)]
+    Series = Annotated[
+        str, Query(description=series_doc, json_schema_extra={"enum": list(view.series)})
+    ]
     Key = Annotated[str, Query(alias=key_name, max_length=2048, description=f"the {key_name}")]
 
     def one_key(
@@ -102,13 +104,11 @@ def _endpoints(view: View) -> list[tuple[str, Any, str]]:
         key: Key,
         since: Since = None,
         until: Until = None,
-        series: Series = None,
-        wait_for: WaitFor = None,
-        wait_ms: WaitMs = None,
+        series: Series = view.series[0],
     ) -> dict[str, Any]:
         name = _series_of(view, series)
         since_ms, until_ms = bucket_range(view, since, until)
-        readers, store, version = open_view(request, view, wait_for, wait_ms)
+        readers, store, version = open_view(request, view)
         summary = store.summary(name, key, since_ms, until_ms)
         body = {
             key_name: key,
@@ -126,15 +126,13 @@ def _endpoints(view: View) -> list[tuple[str, Any, str]]:
         limit: Annotated[int, Query(ge=1, le=1000)] = 10,
         since: Since = None,
         until: Until = None,
-        series: Series = None,
-        wait_for: WaitFor = None,
-        wait_ms: WaitMs = None,
+        series: Series = view.series[0],
     ) -> dict[str, Any]:
         if by not in view.rankable():
             raise bad_param("by", f"{by!r} is not one of {', '.join(view.rankable())}")
         name = _series_of(view, series)
         since_ms, until_ms = bucket_range(view, since, until)
-        readers, store, version = open_view(request, view, wait_for, wait_ms)
+        readers, store, version = open_view(request, view)
         ranked = store.rank(name, by, limit, since_ms, until_ms)
         body = {
             "items": [{key_name: key, by: value} for key, value in ranked],
@@ -162,9 +160,7 @@ def _endpoints(view: View) -> list[tuple[str, Any, str]]:
         ],
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
         cursor: Annotated[str | None, Query(description="next_cursor of the last page")] = None,
-        series: Series = None,
-        wait_for: WaitFor = None,
-        wait_ms: WaitMs = None,
+        series: Series = view.series[0],
     ) -> dict[str, Any]:
         size_ms = parse_duration_param("size", size, view.bucket_ms)
         since_ms, until_ms = parse_time_param("since", since), parse_time_param("until", until)
@@ -176,7 +172,7 @@ def _endpoints(view: View) -> list[tuple[str, Any, str]]:
         # Whole windows only: the range answered is since floored and until ceiled to the
         # window size, and the answer says so (as key and top do with buckets).
         since_ms, until_ms = window_bounds(size_ms, since_ms, until_ms, None)
-        readers, store, version = open_view(request, view, wait_for, wait_ms)
+        readers, store, version = open_view(request, view)
         rows = store.window_summaries(name, key, size_ms, since_ms, until_ms, limit + 1, after)
         more = len(rows) > limit
         rows = rows[:limit]

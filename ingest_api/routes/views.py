@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -18,8 +17,8 @@ from fastapi import APIRouter, Query, Request
 from consumers import likes_by_url as by_url
 from consumers import likes_by_user as by_user
 from consumers import likes_by_window as by_window
-from ingest_api.errors import ApiError
-from ingest_api.query_params import MAX_TIME_MS, bad_param, parse_time_param, parse_wait_for
+from ingest_api.query_params import MAX_TIME_MS, bad_param, parse_time_param
+from ingest_api.read_waits import read_your_writes
 from ingest_api.view_readers import ViewReaders
 from logstream.errors import LogstreamError
 from logstream.freshness import freshness_of
@@ -46,12 +45,6 @@ BY_USER = by_user.likes_by_user
 BY_WINDOW = by_window.likes_by_window
 WINDOW_SIZES = by_window.WINDOW_SIZES
 
-WaitFor = Annotated[
-    list[str] | None,
-    Query(description="`partition:offset` returned by ingest; wait until the view applied it"),
-]
-WaitMs = Annotated[int | None, Query(ge=0, description="longest wait for `wait_for`, ms")]
-
 
 def rfc3339(ms: int | None) -> str | None:
     if ms is None:
@@ -65,46 +58,11 @@ def _readers(request: Request) -> ViewReaders:
     return readers
 
 
-def _wait_until_applied(
-    readers: ViewReaders,
-    view: View,
-    store: ViewStore,
-    wait_for: list[str] | None,
-    wait_ms: int | None,
-) -> None:
-    if not wait_for:
-        return
-    targets = parse_wait_for(wait_for, resolve_topics(readers.settings, view.topics)[0])
-    bound_s = readers.settings.read_wait_max_s
-    budget_s = min(bound_s, wait_ms / 1000) if wait_ms is not None else bound_s
-    deadline = time.monotonic() + budget_s
-    while True:
-        positions = store.positions()
-        missing = [
-            (t, p, o)
-            for t, p, o in targets
-            if (pos := positions.get((t, p))) is None or pos.next_offset <= o
-        ]
-        if not missing:
-            return
-        if time.monotonic() >= deadline:
-            t, p, o = missing[0]
-            raise ApiError(
-                504,
-                "not_yet_applied",
-                f"{view.name} has not applied {t}:{p}:{o} within {budget_s:.1f}s; retry later",
-                headers={"Retry-After": "1"},
-            )
-        time.sleep(0.05)
-
-
-def open_view(
-    request: Request, view: View, wait_for: list[str] | None, wait_ms: int | None
-) -> tuple[ViewReaders, ViewStore, str]:
-    """The view's current version and store, after any read-your-writes wait."""
+def open_view(request: Request, view: View) -> tuple[ViewReaders, ViewStore, str]:
+    """The view's current version and store (any read-your-writes wait is already over:
+    the route's `read_your_writes` dependency awaited it without holding a thread)."""
     readers = _readers(request)
     store, version = readers.resolve(view)
-    _wait_until_applied(readers, view, store, wait_for, wait_ms)
     return readers, store, version
 
 
@@ -118,6 +76,7 @@ def answer(
         "offsets": fresh.offsets,
         "newest_event_at": rfc3339(fresh.newest_event_ms),
         "lag": fresh.lag,
+        "lag_stale": fresh.lag_stale,
         "dead_letters": fresh.dead_letters,
         "skipped": fresh.skipped,
     }
@@ -178,34 +137,30 @@ def list_views(request: Request) -> dict[str, Any]:
     return {"views": items, "broken": broken}
 
 
-@router.get("/likes-by-url")
+@router.get("/likes-by-url", dependencies=[read_your_writes(BY_URL)])
 def likes_by_url(
     request: Request,
     url: Annotated[str, Query(min_length=1, max_length=2048, description="the URL")],
-    wait_for: WaitFor = None,
-    wait_ms: WaitMs = None,
 ) -> dict[str, Any]:
     """Likes of one URL, with first and last event time (count 0 if never liked)."""
     view = BY_URL
-    readers, store, version = open_view(request, view, wait_for, wait_ms)
+    readers, store, version = open_view(request, view)
     return answer(readers, view, store, version, with_times(by_url.lookup(store, url)))
 
 
-@router.get("/likes-by-url/top")
+@router.get("/likes-by-url/top", dependencies=[read_your_writes(BY_URL)])
 def likes_by_url_top(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
     since: Annotated[str | None, Query(description="RFC 3339 or epoch ms (inclusive)")] = None,
     until: Annotated[str | None, Query(description="RFC 3339 or epoch ms (exclusive)")] = None,
-    wait_for: WaitFor = None,
-    wait_ms: WaitMs = None,
 ) -> dict[str, Any]:
     """URLs ranked by likes, ties by URL; with since/until, within that event-time range
     (widened to whole hours: the view keeps hourly buckets)."""
     view = BY_URL
     since_ms, until_ms = bucket_range(view, since, until)
     bucket = view.bucket_ms
-    readers, store, version = open_view(request, view, wait_for, wait_ms)
+    readers, store, version = open_view(request, view)
     items = by_url.top(store, limit, since_ms, until_ms)
     return answer(
         readers,
@@ -222,16 +177,14 @@ def likes_by_url_top(
     )
 
 
-@router.get("/likes-by-user")
+@router.get("/likes-by-user", dependencies=[read_your_writes(BY_USER)])
 def likes_by_user(
     request: Request,
     user_id: Annotated[str, Query(min_length=1, max_length=512)],
-    wait_for: WaitFor = None,
-    wait_ms: WaitMs = None,
 ) -> dict[str, Any]:
     """Likes given by one user, with first and last event time."""
     view = BY_USER
-    readers, store, version = open_view(request, view, wait_for, wait_ms)
+    readers, store, version = open_view(request, view)
     return answer(readers, view, store, version, with_times(by_user.lookup(store, user_id)))
 
 
@@ -251,17 +204,18 @@ def encode_cursor(start_ms: int) -> str:
     return base64.urlsafe_b64encode(str(start_ms).encode()).decode().rstrip("=")
 
 
-@router.get("/likes-by-window")
+@router.get("/likes-by-window", dependencies=[read_your_writes(BY_WINDOW)])
 def likes_by_window(
     request: Request,
-    size: Annotated[str, Query(description="window size: 1m, 1h or 1d")],
+    size: Annotated[
+        str,
+        Query(description="window size: 1m, 1h or 1d", json_schema_extra={"enum": [*WINDOW_SIZES]}),
+    ],
     since: Annotated[str, Query(description="RFC 3339 or epoch ms (inclusive)")],
     until: Annotated[str, Query(description="RFC 3339 or epoch ms (exclusive)")],
     url: Annotated[str | None, Query(min_length=1, max_length=2048)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     cursor: str | None = None,
-    wait_for: WaitFor = None,
-    wait_ms: WaitMs = None,
 ) -> dict[str, Any]:
     """Tumbling-window counts in time order, windows aligned to the UTC epoch; without
     `url`, totals over all URLs. Windows without likes are omitted."""
@@ -273,7 +227,7 @@ def likes_by_window(
         raise bad_param("until", "must be later than since")
     after = decode_cursor(cursor)
     view = BY_WINDOW
-    readers, store, version = open_view(request, view, wait_for, wait_ms)
+    readers, store, version = open_view(request, view)
     rows = by_window.windows(store, size, url, since_ms, until_ms, limit + 1, after)
     more = len(rows) > limit
     rows = rows[:limit]

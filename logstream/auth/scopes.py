@@ -24,7 +24,9 @@ __all__ = [
 ADMIN = "admin"
 # Any valid key, whatever its scopes: documents, contract, readiness, unknown paths.
 AUTHENTICATED = ""
-PUBLIC_PATHS = frozenset({"/healthz"})
+# The dashboard's page and assets hold no data (the page asks for a key for its fetches).
+PUBLIC_PATHS = frozenset({"/healthz", "/dashboard"})
+_PUBLIC_PREFIXES = ("/dashboard/",)
 _ADMIN_PREFIXES = ("/metrics", "/v1/admin")
 _SCOPE = re.compile(r"^(admin|(write|read):([A-Za-z0-9._-]{1,100}|\*))$")
 
@@ -48,8 +50,9 @@ def parse_scope(text: str) -> str:
 
 
 def required_scope(path: str) -> Requirement | None:
-    """The scope a request path needs; None for the public `/healthz`."""
-    if path in PUBLIC_PATHS:
+    """The scope a request path needs; None for the public `/healthz` and the dashboard's
+    static page and assets (`/dashboard`, `/dashboard/...`)."""
+    if path in PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES):
         return None
     for kind, prefix in (("write", "/v1/events/"), ("read", "/v1/views/")):
         if path.startswith(prefix):

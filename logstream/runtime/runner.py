@@ -51,6 +51,7 @@ from logstream.runtime.view_output import aggregate_value_check, key_check
 from logstream.runtime.watchdog import Watch, Watchdog, exit_process
 from logstream.settings import Settings
 from logstream.stores.base import Counter, Position, ViewStore
+from logstream.text_rules import NUL, UnstorableKeyError, unstorable_key
 from logstream.topics import resolve_topics
 from logstream.view import View
 
@@ -376,8 +377,15 @@ class ViewRunner:
                     keys = list(keys)
                 if check_keys is not None:  # keys of the wrong shape: the view's bug too
                     check_keys(keys)
+                for cell in keys:  # a key no store can hold (logstream.text_rules)
+                    if NUL in cell[1] or NUL in cell[0]:
+                        raise unstorable_key(cell[0], cell[1])
                 if check_values is not None:  # a sum over text: before any cell is touched
                     check_values(record)
+            except UnstorableKeyError as exc:  # the event's fault, not the view's: go on
+                self._dead_letter(msg, exc)
+                next_offsets[tp] = offset + 1
+                continue
             except Exception as exc:
                 if not dead_letter_bugs:
                     raise self._view_failed(tp, offset, exc) from exc

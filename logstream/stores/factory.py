@@ -49,7 +49,8 @@ def open_view_store(
     store_url: str | None, data_dir: Path, view: View, namespace: str | None = None
 ) -> ViewStore:
     """The store of `view` (or of its side-by-side `namespace`), laid out as the view asks;
-    a store written by a view of another shape (bucket_ms, series, key field) is refused."""
+    a store written by a view of another shape (bucket_ms, series, key field), or one the
+    view's `check_store` finds an older layout in (StaleLayoutError), is refused."""
     store = open_store(
         store_url,
         data_dir,
@@ -58,15 +59,19 @@ def open_view_store(
         time_index=view.time_index,
         aggregates=tuple(getattr(view, "aggregates", ())),
     )
+    check_layout = getattr(view, "check_store", None)  # first: the data, then the meta
     check_shape = getattr(store, "check_shape", None)
-    if check_shape is not None:
+    if check_layout is not None or check_shape is not None:
         shape = {
             "bucket_ms": view.bucket_ms,
             "series": sorted(view.series),
             "key_field": getattr(view, "_key_field", None),
         }
         try:
-            check_shape(shape)
+            if check_layout is not None:
+                check_layout(store)
+            if check_shape is not None:
+                check_shape(shape)
         except BaseException:
             store.close()
             raise

@@ -21,6 +21,7 @@ ON CONFLICT DO UPDATE` per table, which is far faster than row-by-row upserts.
 from __future__ import annotations
 
 import hashlib
+import queue
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,6 +38,8 @@ from logstream.stores.base import safe_name
 from logstream.stores.sql import SQLViewStore, Tx
 
 __all__ = ["PostgresViewStore", "drop_schema", "pg_store_error", "schema_name"]
+
+READERS = 4  # read connections per store object: concurrent reads beyond this wait for one
 
 _MAX_IDENTIFIER = 63
 _RESERVED = frozenset({"public", "information_schema"})
@@ -141,8 +144,9 @@ class _PgTx:
 class PostgresViewStore(SQLViewStore):
     """A view's counters, aggregates and offsets in one PostgreSQL schema.
 
-    One connection per store object, serialized by a lock so threads may share the object;
-    a broken connection is replaced on the next call.
+    One writing connection per store object, serialized by a lock so threads may share the
+    object; a broken connection is replaced on the next call. Reads take one of up to READERS
+    connections of their own (read only), so one long scan does not hold up every other read.
     """
 
     types = _TYPES
@@ -165,15 +169,21 @@ class PostgresViewStore(SQLViewStore):
         self._lock = threading.RLock()
         self._conn: psycopg.Connection[Any] | None = None
         self._ready = False
+        self._readers: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue()
+        self._reader_slots = threading.BoundedSemaphore(READERS)
+        self._closed = False
         with self._lock:
             self._connection()
 
     def close(self) -> None:
         """Close the connection; idempotent."""
         with self._lock:
+            self._closed = True
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            while not self._readers.empty():
+                self._readers.get_nowait().close()
 
     def _connection(self) -> psycopg.Connection[Any]:
         """The live connection, (re)opened with schema and session setup as needed."""
@@ -210,7 +220,18 @@ class PostgresViewStore(SQLViewStore):
 
     @contextmanager
     def _transaction(self, what: str, *, write: bool, snapshot: bool = False) -> Iterator[Tx]:
-        """One transaction on the live connection; driver errors become StoreError."""
+        """One transaction on the live connection (a read: on a read connection); driver
+        errors become StoreError."""
+        if not write and self._ready and not self._closed:
+            with self._read_connection(what) as reader:
+                try:
+                    with reader.transaction(), reader.cursor() as cur:
+                        level = "REPEATABLE READ" if snapshot else "READ COMMITTED"
+                        cur.execute(f"SET TRANSACTION ISOLATION LEVEL {level} READ ONLY")
+                        yield _PgTx(cur)
+                except psycopg.Error as exc:
+                    raise StoreError(f"cannot {what} {self.where}: {exc}") from exc
+            return
         with self._lock:
             conn = self._conn if not self._ready else self._connection()
             assert conn is not None
@@ -221,6 +242,29 @@ class PostgresViewStore(SQLViewStore):
                     yield _PgTx(cur)
             except psycopg.Error as exc:
                 raise StoreError(f"cannot {what} {self.where}: {exc}") from exc
+
+    @contextmanager
+    def _read_connection(self, what: str) -> Iterator[psycopg.Connection[Any]]:
+        """An idle read connection, or a new one while fewer than READERS exist; a broken
+        one is dropped, not put back."""
+        with self._reader_slots:
+            try:
+                reader = self._readers.get_nowait()
+            except queue.Empty:
+                try:
+                    reader = _connect(self._dsn)
+                    reader.execute(
+                        "SELECT set_config('search_path', %s, false)", (f'"{self.schema}"',)
+                    )
+                except psycopg.Error as exc:
+                    raise StoreError(f"cannot {what} {self.where}: {exc}") from exc
+            try:
+                yield reader
+            finally:
+                if reader.closed or reader.broken or self._closed:
+                    reader.close()
+                else:
+                    self._readers.put(reader)
 
     def _snapshot(self) -> Any:
         return self._transaction("read", write=False, snapshot=True)

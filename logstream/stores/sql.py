@@ -33,7 +33,7 @@ from logstream.aggregate_states import (
     union_bytes,
 )
 from logstream.aggregates import Aggregate, Kind
-from logstream.errors import StaleOffsetError, StoreError
+from logstream.errors import StaleLayoutError, StaleOffsetError, StoreError
 from logstream.stores.base import (
     SCHEMA_VERSION,
     BaseViewStore,
@@ -339,7 +339,7 @@ class SQLViewStore(BaseViewStore):
                 stored = self._meta(tx).get("view_shape", wanted)
         if stored != wanted:
             view = (self.namespace or "VIEW").partition("@")[0]
-            raise StoreError(
+            raise StaleLayoutError(
                 f"{self.where} holds rows of a view shaped {stored}, the view declares "
                 f"{wanted}: recreate the store from the log with `logstream rebuild {view}`"
             )

@@ -16,14 +16,17 @@ once for the whole flush: likes-by-user went from ~0.4 to ~0.7 of the raw consum
 aggregates) cannot travel in JSON: they go as one concatenated blob parameter, and each
 JSON row carries its sketch's start and length in it (`substr` on a blob slices bytes).
 
-Concurrency: one connection per store object, opened with `check_same_thread=False` and
-guarded by a lock, so a web server's threads can share it. Other processes open their own
-store on the same file: WAL lets them read while the consumer writes, and writers queue on
-`BEGIN IMMEDIATE` (busy timeout) instead of failing.
+Concurrency: one writing connection per store object, opened with `check_same_thread=False`
+and guarded by a lock, so a web server's threads can share it; reads take one of up to
+READERS read-only connections of their own, so one long ranged scan does not hold up every
+other read of the view, nor the writer (WAL readers see the last commit). Other processes
+open their own store on the same file: WAL lets them read while the consumer writes, and
+writers queue on `BEGIN IMMEDIATE` (busy timeout) instead of failing.
 """
 
 from __future__ import annotations
 
+import queue
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,6 +41,8 @@ from logstream.errors import StoreError
 from logstream.stores.sql import SQLViewStore, Tx
 
 __all__ = ["SQLiteViewStore"]
+
+READERS = 4  # read connections per store object: concurrent reads beyond this wait for one
 
 _TYPES = {
     "text": "TEXT",
@@ -102,6 +107,13 @@ class SQLiteViewStore(SQLViewStore):
         self.where = f"view store {self.path}"
         self._lock = threading.RLock()
         self._upserts: dict[tuple[str, bool], str] = {}
+        self._busy_timeout_s = busy_timeout_s
+        # Reads use connections of their own (WAL: readers never wait for the writer or for
+        # each other), opened on demand up to READERS; none until the layout is in place.
+        self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        self._reader_slots = threading.BoundedSemaphore(READERS)
+        self._all_readers: list[sqlite3.Connection] = []
+        self._reads_pooled = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -124,11 +136,16 @@ class SQLiteViewStore(SQLViewStore):
         except StoreError:
             self._db.close()
             raise
+        self._reads_pooled = True
 
     def close(self) -> None:
-        """Close the connection; idempotent."""
+        """Close the connections; idempotent."""
         with self._lock:
+            self._reads_pooled = False
             self._db.close()
+            for reader in self._all_readers:
+                reader.close()
+            self._all_readers.clear()
 
     # -- dialect hooks -------------------------------------------------------------------
 
@@ -139,6 +156,18 @@ class SQLiteViewStore(SQLViewStore):
         is still open, so the connection is clean for the next attempt: the runtime retries
         the same flush after a full disk or a busy file, and a transaction left open would
         turn that retry into "cannot start a transaction within a transaction"."""
+        if not write and self._reads_pooled:
+            with self._read_connection() as reader:
+                try:
+                    reader.execute("BEGIN")
+                    try:
+                        yield _SQLiteTx(reader)
+                    finally:
+                        if reader.in_transaction:
+                            reader.execute("ROLLBACK")  # a read changes nothing
+                except sqlite3.Error as exc:
+                    raise StoreError(f"cannot {what} {self.where}: {exc}") from exc
+            return
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -150,6 +179,36 @@ class SQLiteViewStore(SQLViewStore):
                     raise
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot {what} {self.where}: {exc}") from exc
+
+    @contextmanager
+    def _read_connection(self) -> Iterator[sqlite3.Connection]:
+        """A read connection for one transaction: an idle one, or a new one while fewer
+        than READERS exist (else wait for one to come back)."""
+        with self._reader_slots:
+            try:
+                reader = self._readers.get_nowait()
+            except queue.Empty:
+                reader = self._open_reader()
+            try:
+                yield reader
+            finally:
+                self._readers.put(reader)
+
+    def _open_reader(self) -> sqlite3.Connection:
+        try:
+            reader = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,  # used by one thread at a time (checked out)
+            )
+            reader.execute("PRAGMA cache_size=-32768")  # 32 MiB each
+            reader.execute("PRAGMA query_only=ON")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open a reader of {self.where}: {exc}") from exc
+        with self._lock:
+            self._all_readers.append(reader)
+        return reader
 
     def _rollback(self) -> None:
         """Roll back whatever is open; SQLite may have done it already (SQLITE_FULL and I/O

@@ -17,6 +17,8 @@ Why this shape:
   says). Headers are kept, but a record carrying dead-letter headers (`logstream.error`,
   `logstream.origin.*`: it was exported from a `.dlq` topic) is refused unless
   `allow_dead_letters` (`--allow-dead-letters`) says re-queueing dead letters is meant.
+  Text holding a control character (C0 but TAB, LF, CR; DEL) is refused in every string
+  field, naming it, by the rule ingest shares (`logstream/text_rules.py`).
   NDJSON likes need occurred_at ("now" is never a right default for historical data) and,
   without an `event_id`, get a UUID derived from the line's content, so importing the same
   file twice gives the same ids.
@@ -45,6 +47,7 @@ from logstream.errors import CodecError, ConfigError, LogstreamError
 from logstream.kafka.config import producer_config
 from logstream.kafka.timestamps import NO_TIMESTAMP, record_timestamp
 from logstream.settings import Settings
+from logstream.text_rules import control_character_errors
 from logstream.transfer.export import META_FORMAT, RECORD_NAME
 
 __all__ = [
@@ -355,6 +358,9 @@ def _prepare(
             f"carries dead-letter headers ({', '.join(sorted(found))}): it was exported from a "
             "DLQ; pass --allow-dead-letters to re-queue dead letters"
         )
+    bad_text = control_character_errors(item.fields)
+    if bad_text:
+        raise RecordRejected("; ".join(f"field {name}: {why}" for name, why in bad_text[:5]))
     prepared = rule(item.fields, now)
     from_export = item.key is not _ORIGINAL_UNSET
     key, ts = prepared.key, prepared.timestamp_ms

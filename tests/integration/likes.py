@@ -11,6 +11,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from consumers.likes_by_window import cell
 from logstream.codec import Codec
 
 DAY_MS = 86_400_000
@@ -74,7 +75,8 @@ class Expected:
 
     url: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     user: dict[str, tuple[int, int, int]] = field(default_factory=dict)
-    windows: dict[tuple[str, str], Counter[int]] = field(default_factory=dict)
+    # (size, url) -> window start -> count; url None: the total over all URLs
+    windows: dict[tuple[str, str | None], Counter[int]] = field(default_factory=dict)
 
 
 def expected_views(events: list[dict[str, Any]]) -> Expected:
@@ -87,12 +89,12 @@ def expected_views(events: list[dict[str, Any]]) -> Expected:
             c[2] = max(c[2], e["occurred_at"])
         return {k: (v[0], v[1], v[2]) for k, v in acc.items()}
 
-    windows: dict[tuple[str, str], Counter[int]] = defaultdict(Counter)
+    windows: dict[tuple[str, str | None], Counter[int]] = defaultdict(Counter)
     for e in events:
         for size, ms in SIZES.items():
             start = e["occurred_at"] // ms * ms
             windows[(size, e["url"])][start] += 1
-            windows[(size, "")][start] += 1
+            windows[(size, None)][start] += 1  # the total over all URLs
     return Expected(per("url"), per("user_id"), dict(windows))
 
 
@@ -162,7 +164,7 @@ def read_views(stores: dict[str, Any], expected: Expected) -> Expected:
         user[name] = (total.count, total.first_ms, total.last_ms)
     lo, hi = BASE_MS - 10 * DAY_MS, BASE_MS + 30 * DAY_MS
     windows = {
-        (size, key): Counter(dict(window_store.windows("w", key, SIZES[size], lo, hi, 100_000)))
+        (size, key): Counter(dict(window_store.windows(*cell(key), SIZES[size], lo, hi, 100_000)))
         for (size, key) in expected.windows
     }
     return Expected(url, user, windows)

@@ -180,7 +180,7 @@ def test_windows_of_any_bucket_multiple_page_exactly(built):
     until = BASE_MS + 4 * DAY_MS + 17 * 60_000
     cases = [
         ("url-stats", {"url": url}, "2h", 2 * HOUR_MS, [e for e in events if e["url"] == url]),
-        ("likes-by-window", {"url": ""}, "15m", 15 * 60_000, events),  # a built-in, all URLs
+        ("likes-by-window", {"url": "", "series": "all"}, "15m", 15 * 60_000, events),  # total
         (
             "likes-by-window",
             {"url": url},

@@ -181,12 +181,13 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
     assert final.returncode == 0
     assert applied() == len(events)
     expected = expected_views(events)
+    from consumers.likes_by_window import cell
     from tests.integration.likes import BASE_MS, DAY_MS, SIZES
 
     for (size, key), counts in expected.windows.items():
         got = dict(
             store.windows(
-                "w", key, SIZES[size], BASE_MS - 10 * DAY_MS, BASE_MS + 30 * DAY_MS, 100_000
+                *cell(key), SIZES[size], BASE_MS - 10 * DAY_MS, BASE_MS + 30 * DAY_MS, 100_000
             )
         )
         assert got == dict(counts), (size, key)

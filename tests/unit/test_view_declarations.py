@@ -31,7 +31,7 @@ def test_builtins_make_the_counters_they_always_made():
         assert list(VIEWS["likes-by-user"].keys(event, ts)) == [("user", event["user_id"], hour)]
         assert list(VIEWS["likes-by-window"].keys(event, ts)) == [
             ("w", event["url"], minute),
-            ("w", "", minute),
+            ("all", "", minute),
         ]
     url, user, window = (VIEWS[n] for n in ("likes-by-url", "likes-by-user", "likes-by-window"))
     assert (url.totals_series, url.time_index, url.bucket_ms) == ({"url"}, True, HOUR_MS)
