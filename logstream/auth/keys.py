@@ -192,9 +192,7 @@ def _write(path: Path, keys: list[ApiKey]) -> None:
 class KeyRing:
     """The server's view of the key file: looks keys up, rereads the file when it changed."""
 
-    def __init__(
-        self, path: Path, *, clock: Any = time.monotonic, required: bool = False
-    ) -> None:
+    def __init__(self, path: Path, *, clock: Any = time.monotonic, required: bool = False) -> None:
         """`required`: keys are needed from the start even with no file (an exposed bind)."""
         self.path = path
         self._clock = clock
@@ -244,7 +242,9 @@ class KeyRing:
             if strict:
                 raise ConfigError(f"cannot read the API key file {self.path}: {exc}") from exc
             if self._by_id or not self._enforced:
-                log.error("cannot read the API key file %s (%s); refusing every key", self.path, exc)
+                log.error(
+                    "cannot read the API key file %s (%s); refusing every key", self.path, exc
+                )
             self._stamp, self._by_id, self._enforced = None, {}, True
             return
         stamp = (st.st_mtime_ns, st.st_size, st.st_ino)

@@ -135,7 +135,11 @@ def test_json_tracebacks_are_redacted_under_the_json_setting(tmp_path):
     )
     env = {**os.environ, "LOGSTREAM_LOG_FORMAT": "json", "LOGSTREAM_DATA_DIR": str(tmp_path)}
     done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
         cwd=tmp_path,
     )
     [line] = [x for x in done.stderr.splitlines() if x.startswith("{")]
