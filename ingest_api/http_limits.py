@@ -2,7 +2,9 @@
 
 - **Header limits**: at most `LOGSTREAM_INGEST_MAX_HEADER_BYTES` of request line + headers
   and `LOGSTREAM_INGEST_MAX_HEADERS` header fields, else 431; counted as bytes arrive, so a
-  64 MiB header costs at most one read beyond the limit.
+  64 MiB header costs at most one read beyond the limit, and again on each parsed request's
+  own line and headers, so a large header block arriving in one read (or pipelined behind
+  another request) is refused too.
 - **Read timeouts**: a request's headers must arrive within `LOGSTREAM_INGEST_HEADER_TIMEOUT_S`
   of its first byte (or of the connection, for a new one), its body within
   `LOGSTREAM_INGEST_BODY_TIMEOUT_S` of its headers, else 408 and the connection closes:
@@ -85,6 +87,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._in_body = False
         self._header_bytes = 0
         self._header_count = 0
+        self._parsed_header_bytes = 0
         self._refusal: tuple[int, str, str] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._linger_until = 0.0
@@ -133,9 +136,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     # ----- parser callbacks ----------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._header_count = 0
+        self._parsed_header_bytes = 0
         super().on_message_begin()
 
+    def on_url(self, url: bytes) -> None:
+        self._count_parsed(len(url))
+        super().on_url(url)
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_parsed(len(name) + len(value) + 4)  # ": " and CRLF
         self._header_count += 1
         if self._header_count > self.settings.ingest_max_headers:
             self._refusal = (
@@ -146,6 +155,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             )
             raise _HeaderLimitError
         super().on_header(name, value)
+
+    def _count_parsed(self, size: int) -> None:
+        """The limit on this request's own line and headers, however the bytes arrived."""
+        self._parsed_header_bytes += size
+        if self._parsed_header_bytes > self.settings.ingest_max_header_bytes:
+            self._refusal = (431, "headers_too_large", self._header_size_message())
+            raise _HeaderLimitError
 
     def on_headers_complete(self) -> None:
         self._reading_headers = False
