@@ -279,7 +279,26 @@ def settings_file(overrides: dict[str, Any]) -> Path | None:
     `broker start --secure`); environment variables and overrides win over it."""
     data_dir = overrides.get("data_dir") or os.environ.get(ENV_PREFIX + "DATA_DIR") or ".logstream"
     path = Path(data_dir) / SETTINGS_FILE
-    return path if path.is_file() else None
+    if not path.is_file():
+        return None
+    _check_settings_file_is_ours(path)
+    return path
+
+
+def _check_settings_file_is_ours(path: Path) -> None:
+    """The file can point clients at another broker or store: another user who can write
+    it (its owner, or anyone when it is group/world-writable) could redirect every command,
+    so such a file is refused rather than read."""
+    st = path.stat()
+    if st.st_uid != os.getuid():
+        raise ConfigError(
+            f"refusing {path}: it is owned by uid {st.st_uid}, not by you (uid {os.getuid()})"
+        )
+    if st.st_mode & 0o022:
+        raise ConfigError(
+            f"refusing {path}: group or others may write it (mode {st.st_mode & 0o777:o}); "
+            f"run `chmod 600 {path}`"
+        )
 
 
 def load_settings(**overrides: Any) -> Settings:
