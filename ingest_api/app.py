@@ -57,7 +57,10 @@ def create_app(
     overrides = dict(topic_overrides or {})
     keys_file = resolved.resolved_auth_keys_file
     auth_on = check_bind(
-        resolved.ingest_host, keys_file, trust_network=resolved.ingest_trust_network
+        resolved.ingest_host,
+        keys_file,
+        trust_network=resolved.ingest_trust_network,
+        published_host=resolved.ingest_published_host,
     )
     if not auth_on:
         log.warning(

@@ -135,6 +135,11 @@ class Settings(BaseSettings):
         "exists: only where something else limits who connects (docker-compose: the port "
         "is published on the host's 127.0.0.1).",
     )
+    ingest_published_host: str | None = Field(
+        default=None,
+        description="Where the ingest port is really published (docker-compose sets it from "
+        "INGEST_PUBLISH_ADDR); LOGSTREAM_INGEST_TRUST_NETWORK counts only while it is loopback.",
+    )
     auth_keys_file: Path | None = Field(
         default=None,
         description="The API key file (`logstream keys ...`); unset: <data_dir>/auth/keys.json.",

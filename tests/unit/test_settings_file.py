@@ -86,3 +86,29 @@ def test_a_settings_file_owned_by_someone_else_is_refused(tmp_path: Path) -> Non
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: refusing"), done.stderr
+
+
+def test_trusted_network_needs_keys_when_published_beyond_loopback(tmp_path: Path) -> None:
+    """docker-compose passes INGEST_PUBLISH_ADDR: a public publish is no trusted network."""
+    keys = tmp_path / "keys.json"
+    assert check_bind("0.0.0.0", keys, trust_network=True, published_host="127.0.0.1") is False
+    with pytest.raises(ConfigError, match=r"published on 0\.0\.0\.0"):
+        check_bind("0.0.0.0", keys, trust_network=True, published_host="0.0.0.0")
+    keys.write_text('{"version": 1, "keys": []}')
+    assert check_bind("0.0.0.0", keys, trust_network=True, published_host="0.0.0.0") is True
+
+
+def test_compose_trusts_the_network_only_for_ingest_and_follows_its_publish_address() -> None:
+    import yaml
+
+    compose = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.yml").read_text())
+    services = compose["services"]
+    ingest = services["ingest"]
+    assert ingest["environment"]["LOGSTREAM_INGEST_PUBLISHED_HOST"] == (
+        "${INGEST_PUBLISH_ADDR:-127.0.0.1}"
+    )
+    assert any("${INGEST_PUBLISH_ADDR:-127.0.0.1}:8000" in p for p in ingest["ports"])
+    assert "/healthz" in " ".join(ingest["healthcheck"]["test"])
+    for name, service in services.items():
+        if name != "ingest":
+            assert "LOGSTREAM_INGEST_TRUST_NETWORK" not in (service.get("environment") or {})
