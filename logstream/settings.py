@@ -113,6 +113,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Open connections per worker; more get 503 + Retry-After and are closed.",
     )
+    ingest_max_connections_per_client: int = Field(
+        default=256,
+        ge=1,
+        description="Open connections per worker from one peer address (loopback too); more "
+        "get 503 + Retry-After: one client cannot hold the whole connection cap.",
+    )
     rate_requests_per_s: float = Field(
         default=2_000,
         ge=0,
