@@ -27,9 +27,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ingest_api.errors import ApiError
 from ingest_api.rate_limits import RateLimiter
 from logstream.auth.keys import ApiKey, KeyRing
-from logstream.auth.scopes import grants, required_scope
+from logstream.auth.scopes import ADMIN, grants, required_scope
 
-__all__ = ["AccessControl", "charge_events"]
+__all__ = ["AccessControl", "charge_events", "sees_internals"]
 
 log = logging.getLogger(__name__)
 
@@ -117,3 +117,10 @@ def charge_events(request: Request, count: int) -> None:
     retry_after = limiter.take_events(key, count)
     if retry_after:
         raise _rate_limited("event", retry_after)
+
+
+def sees_internals(request: Request) -> bool:
+    """Whether the caller may see deployment details (broker addresses, raw broker errors):
+    an `admin` key, or anyone when auth is off (loopback without a key file)."""
+    key: ApiKey | None = getattr(request.state, "api_key", None)
+    return key is None or ADMIN in key.scopes

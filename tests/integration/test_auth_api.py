@@ -4,7 +4,9 @@ events in the log, which a reader's key then sees counted exactly."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -324,3 +326,33 @@ def test_deleting_the_key_file_does_not_turn_auth_off(secured: tuple[Settings, K
             time.sleep(0.05)
         assert_error(client.get("/v1/schemas"), 401, "unauthorized")  # not open either
         assert client.get("/healthz").status_code == 200
+
+
+def test_broker_addresses_are_shown_to_admin_keys_only(secured: tuple[Settings, Keys]) -> None:
+    settings, keys = secured
+    with TestClient(create_app(settings)) as client:
+        admin_doc = client.get("/asyncapi.json", headers=bearer(keys.admin))
+        assert admin_doc.status_code == 200, admin_doc.text
+        assert settings.bootstrap_servers.split(",")[0] in json.dumps(admin_doc.json()["servers"])
+        for token in (keys.writer, keys.reader):
+            doc = client.get("/asyncapi.json", headers=bearer(token))
+            assert doc.status_code == 200 and "servers" not in doc.json(), doc.text
+            assert settings.bootstrap_servers not in doc.text
+            assert doc.json()["channels"]  # the contract itself is still there
+
+
+def test_readyz_names_the_broker_to_admin_keys_only(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        down = f"127.0.0.1:{sock.getsockname()[1]}"  # closed once the block ends
+    settings = Settings(bootstrap_servers=down, data_dir=tmp_path / "data")
+    files = KeyFile(settings.resolved_auth_keys_file)
+    _, writer = files.create("writer", ["write:likes"])
+    _, admin = files.create("ops", ["admin"])
+    with TestClient(create_app(settings)) as client:
+        answer = client.get("/readyz", headers=bearer(writer))
+        assert answer.status_code == 503, answer.text
+        assert down not in answer.text and "127.0.0.1" not in answer.text, answer.text
+        assert answer.json()["broker"] == "unreachable"
+        answer = client.get("/readyz", headers=bearer(admin))
+        assert answer.status_code == 503 and down in answer.text, answer.text
