@@ -12,7 +12,10 @@ A 429 for the request rate is answered after a pause (up to `TARPIT_S`, never lo
 the Retry-After it carries): a client that floods in a loop then waits on its own
 connections instead of making the server refuse it thousands of times a second, which on
 one event loop would slow every other key down (measured: another key's p99 went from 32 ms
-to 330 ms under an 8-connection flood without the pause).
+to 330 ms under an 8-connection flood without the pause). A paused request holds its
+connection, but one peer address holds at most its share of the connection cap
+(`LOGSTREAM_INGEST_MAX_CONNECTIONS_PER_CLIENT`, in `http_limits.py`). Buckets are per worker
+process: with `--workers N` a key may reach N times its rate.
 """
 
 from __future__ import annotations
