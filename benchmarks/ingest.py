@@ -5,7 +5,11 @@ no access log; metrics on unless `LOGSTREAM_METRICS=false`, to measure what they
 - single-event POST /v1/events/likes: requests/s, p50/p99 latency at concurrency 32 and 128;
 - the same against a no-op FastAPI POST endpoint (reads the body, answers 202): the
   framework's ceiling;
-- batches of 1,000 events: events/s;
+- the same for a generic event type that exists only as a schema file,
+  `benchmarks/schemas/page_view.v1.avsc` (POST /v1/events/page_views: about the size of a
+  like, with an enum), served by a second ingest with
+  `LOGSTREAM_SCHEMA_DIR=avro_schemas:benchmarks/schemas`; target: within 10% of likes;
+- batches of 1,000 events: events/s (likes and page views, alternating);
 - a raw encode-and-produce loop (codec + confluent-kafka, acks=all, no HTTP): the client's
   ceiling.
 Prints a JSON document and a table with the ratios against the targets (single >= 60% of
@@ -54,15 +58,33 @@ from fastapi.responses import JSONResponse
 
 BATCH_SIZE = 1000
 BATCH_ROUND_S = 4.0  # batches and the raw loop alternate in rounds of at least this long
-SERVERS = ("noop", "ingest")
+SERVERS = ("noop", "ingest", "generic")
 AUTH_KEYS_ENV = "LOGSTREAM_BENCH_AUTH_KEYS_FILE"  # set for the child processes by --auth
 AUTH_TOKEN_ENV = "LOGSTREAM_BENCH_AUTH_TOKEN"
 URLS = 1000  # distinct urls, hence keys, spread over the partitions
+GENERIC_SCHEMAS = REPO / "benchmarks" / "schemas"
+PATHS = {
+    "noop": "/v1/events/likes",
+    "ingest": "/v1/events/likes",
+    "generic": "/v1/events/page_views",
+}
 
 
 # ----- helpers ---------------------------------------------------------------------------------
 def like(i: int) -> dict[str, Any]:
     return {"url": f"https://example.com/page/{i % URLS}", "user_id": f"user-{i % 977}"}
+
+
+def page_view(i: int) -> dict[str, Any]:
+    return {
+        "url": f"https://example.com/page/{i % URLS}",
+        "visitor_id": f"visitor-{i % 977}",
+        "section": ("NEWS", "SPORT", "OTHER")[i % 3],
+    }
+
+
+def event_body(kind: str, i: int) -> dict[str, Any]:
+    return page_view(i) if kind == "generic" else like(i)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -75,16 +97,17 @@ def percentile(sorted_values: list[float], q: float) -> float:
 def serve(kind: str, port: int, bootstrap: str, topic: str) -> None:
     import uvicorn
 
-    if kind == "ingest":
+    if kind in ("ingest", "generic"):
         from ingest_api.app import create_app
         from logstream.settings import load_settings
 
         keys_file = os.environ.get(AUTH_KEYS_ENV)
         overrides: dict[str, Any] = {"auth_keys_file": Path(keys_file)} if keys_file else {}
-        app: Any = create_app(
-            load_settings(bootstrap_servers=bootstrap, **overrides),
-            topic_overrides={"like": topic},
-        )
+        settings = load_settings(bootstrap_servers=bootstrap, **overrides)
+        if kind == "generic":  # the repo's schemas and the bench's own folder, side by side
+            overrides["schema_dir"] = f"{settings.resolved_schema_dir}{os.pathsep}{GENERIC_SCHEMAS}"
+            settings = load_settings(bootstrap_servers=bootstrap, **overrides)
+        app: Any = create_app(settings, topic_overrides={"like": topic, "pageview": topic})
     else:
         app = FastAPI()
 
@@ -149,9 +172,10 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 class _Target:
     """One server under load: its keep-alive connections and what was measured against it."""
 
-    def __init__(self, name: str, port: int) -> None:
+    def __init__(self, name: str, port: int, requests: list[bytes]) -> None:
         self.name = name
         self.port = port
+        self.requests = requests  # raw HTTP requests, sent in turn
         self.connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.latencies: list[float] = []
         self.statuses: dict[int, int] = {}
@@ -171,10 +195,21 @@ class _Target:
         }
 
 
+def _requests(path: str, bodies: list[bytes]) -> list[bytes]:
+    token = os.environ.get(AUTH_TOKEN_ENV)
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    return [
+        (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"{auth}Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+        for body in bodies
+    ]
+
+
 async def _load(
     targets: list[_Target],
-    path: str,
-    bodies: list[bytes],
     concurrency: int,
     warmup: float,
     duration: float,
@@ -186,16 +221,6 @@ async def _load(
     drifts by tens of percent over minutes: every target sees the same conditions. A slice
     ends when the last of its requests is answered; its rate counts the whole slice.
     """
-    token = os.environ.get(AUTH_TOKEN_ENV)
-    auth = f"Authorization: Bearer {token}\r\n" if token else ""
-    requests = [
-        (
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"{auth}Content-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        + body
-        for body in bodies
-    ]
     clock = time.perf_counter  # uvloop's loop.time() ticks in whole milliseconds
     for target in targets:
         target.connections = [
@@ -204,6 +229,7 @@ async def _load(
 
     async def worker(target: _Target, n: int, stop_at: float, measured: bool) -> None:
         reader, writer = target.connections[n]
+        requests = target.requests
         i = n
         while True:
             sent = clock()
@@ -242,17 +268,21 @@ def load_main(
 ) -> None:
     import uvloop
 
-    if mode == "batch":
-        path = "/v1/events/likes/batch"
-        bodies = [
-            json.dumps([like(b * BATCH_SIZE + i) for i in range(BATCH_SIZE)]).encode()
-            for b in range(8)
-        ]
-    else:
-        path = "/v1/events/likes"
-        bodies = [json.dumps(like(i)).encode() for i in range(URLS)]
-    parsed = [_Target(name, int(port)) for name, port in (t.split("=") for t in targets)]
-    result = uvloop.run(_load(parsed, path, bodies, concurrency, warmup, duration, slice_s))
+    parsed: list[_Target] = []
+    for name, port in (t.split("=") for t in targets):
+        if mode == "batch":
+            path = PATHS[name] + "/batch"
+            bodies = [
+                json.dumps(
+                    [event_body(name, b * BATCH_SIZE + i) for i in range(BATCH_SIZE)]
+                ).encode()
+                for b in range(8)
+            ]
+        else:
+            path = PATHS[name]
+            bodies = [json.dumps(event_body(name, i)).encode() for i in range(URLS)]
+        parsed.append(_Target(name, int(port), _requests(path, bodies)))
+    result = uvloop.run(_load(parsed, concurrency, warmup, duration, slice_s))
     print(json.dumps(result))
 
 
@@ -378,7 +408,7 @@ def enable_auth(folder: Path) -> None:
 
     keys_file = folder / "keys.json"
     _, token = KeyFile(keys_file).create(
-        "bench", ["write:likes"], requests_per_s=1e9, events_per_s=1e12
+        "bench", ["write:likes", "write:page_views"], requests_per_s=1e9, events_per_s=1e12
     )
     os.environ[AUTH_KEYS_ENV] = str(keys_file)
     os.environ[AUTH_TOKEN_ENV] = token
@@ -418,15 +448,18 @@ def orchestrate(
         # Batches and the raw loop alternate in rounds, for the same reason.
         rounds = max(1, round(duration / max(slice_s, BATCH_ROUND_S)))
         batch_parts: list[dict[str, Any]] = []
+        generic_parts: list[dict[str, Any]] = []
         raw_parts: list[dict[str, Any]] = []
         for r in range(rounds):
             print(f"batches and raw loop, round {r + 1}/{rounds} ...", file=sys.stderr)
             part = duration / rounds
-            batch_parts.append(
-                run_load({"ingest": ports["ingest"]}, "batch", 4, warmup, part, part)["ingest"]
-            )
+            servers = {"ingest": ports["ingest"], "generic": ports["generic"]}
+            measured = run_load(servers, "batch", 4, warmup, part, part / 2)
+            batch_parts.append(measured["ingest"])
+            generic_parts.append(measured["generic"])
             raw_parts.append(run_raw(bootstrap, topic, warmup, part))
         results["ingest_batch_1000"] = _merge_batches(batch_parts)
+        results["generic_batch_1000"] = _merge_batches(generic_parts)
         raw_seconds = sum(p["seconds"] for p in raw_parts)
         results["raw_produce_loop"] = {
             "events_per_s": sum(p["events"] for p in raw_parts) / raw_seconds,
@@ -439,6 +472,14 @@ def orchestrate(
     }
     ratios["batch_vs_raw_loop"] = (
         results["ingest_batch_1000"]["events_per_s"] / results["raw_produce_loop"]["events_per_s"]
+    )
+    for c in (32, 128):
+        ratios[f"generic_single_c{c}_vs_likes"] = (
+            results[f"generic_single_c{c}"]["requests_per_s"]
+            / results[f"ingest_single_c{c}"]["requests_per_s"]
+        )
+    ratios["generic_batch_vs_likes"] = (
+        results["generic_batch_1000"]["events_per_s"] / results["ingest_batch_1000"]["events_per_s"]
     )
     results["ratios"] = ratios
     return results
@@ -462,26 +503,41 @@ def _merge_batches(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 def table(r: dict[str, Any]) -> str:
     rows = [("measurement", "rate", "p50 ms", "p99 ms")]
-    for key in ("noop_single_c32", "ingest_single_c32", "noop_single_c128", "ingest_single_c128"):
+    for key in (
+        "noop_single_c32",
+        "ingest_single_c32",
+        "generic_single_c32",
+        "noop_single_c128",
+        "ingest_single_c128",
+        "generic_single_c128",
+    ):
         m = r[key]
         rows.append(
             (key, f"{m['requests_per_s']:,.0f} req/s", f"{m['p50_ms']:.1f}", f"{m['p99_ms']:.1f}")
         )
-    b = r["ingest_batch_1000"]
-    rows.append(
-        (
-            "ingest_batch_1000 (c=4)",
-            f"{b['events_per_s']:,.0f} ev/s",
-            f"{b['p50_ms']:.1f}",
-            f"{b['p99_ms']:.1f}",
+    for key in ("ingest_batch_1000", "generic_batch_1000"):
+        b = r[key]
+        rows.append(
+            (
+                f"{key} (c=4)",
+                f"{b['events_per_s']:,.0f} ev/s",
+                f"{b['p50_ms']:.1f}",
+                f"{b['p99_ms']:.1f}",
+            )
         )
-    )
     rows.append(
         ("raw_produce_loop", f"{r['raw_produce_loop']['events_per_s']:,.0f} ev/s", "-", "-")
     )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
-    targets = {"single_c32_vs_noop": 0.6, "single_c128_vs_noop": 0.6, "batch_vs_raw_loop": 0.5}
+    targets = {
+        "single_c32_vs_noop": 0.6,
+        "single_c128_vs_noop": 0.6,
+        "batch_vs_raw_loop": 0.5,
+        "generic_single_c32_vs_likes": 0.9,
+        "generic_single_c128_vs_likes": 0.9,
+        "generic_batch_vs_likes": 0.9,
+    }
     lines.append("")
     for name, value in r["ratios"].items():
         verdict = "meets" if value >= targets[name] else "MISSES"

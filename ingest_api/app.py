@@ -1,8 +1,9 @@
 """`create_app()`: the ingest + read API. Serve it with `logstream ingest` (uvicorn factory).
 
-Nothing happens at import: the settings are read when the app is created, and the schema
-catalogue, codec and producer are built in the lifespan, i.e. once per worker process after
-any fork. On shutdown (SIGTERM) uvicorn first lets in-flight requests finish (each waits for
+Nothing happens at import: the settings and the schema catalogue are read when the app is
+created (every event type of the catalogue gets its routes, compiled from its `.avsc`), and
+the codec and producer are built in the lifespan, i.e. once per worker process after any
+fork. On shutdown (SIGTERM) uvicorn first lets in-flight requests finish (each waits for
 its broker acknowledgement), then the lifespan flushes the producer.
 """
 
@@ -19,11 +20,13 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from ingest_api.access import AccessControl
+from ingest_api.avro_validation import compile_event_models
 from ingest_api.errors import install_error_handlers
 from ingest_api.openapi_security import document_security
 from ingest_api.rate_limits import RateLimiter
-from ingest_api.routes import contract, events, health, operations
-from ingest_api.service import LIKE, IngestState
+from ingest_api.routes import contract, health, operations
+from ingest_api.routes.events import event_router
+from ingest_api.service import IngestState
 from ingest_api.view_readers import ViewReaders
 from logstream.auth.keys import KeyRing
 from logstream.auth.policy import check_bind
@@ -34,7 +37,7 @@ from logstream.metrics.exposition import mark_worker_dead
 from logstream.metrics.views import ViewsCollector, ViewTarget
 from logstream.producer import EventProducer
 from logstream.redact import install_log_redaction
-from logstream.registry import registered_views
+from logstream.registry import view_registry
 from logstream.schemas import SchemaCatalogue
 from logstream.settings import Settings, load_settings
 from logstream.view import View
@@ -69,21 +72,20 @@ def create_app(
             keys_file,
             resolved.ingest_host,
         )
+    catalogue = SchemaCatalogue.load(resolved.resolved_schema_dir)
+    models = compile_event_models(catalogue)
+    topics = {
+        t: overrides.get(t, resolved.topic_prefix + catalogue.topic_for(t))
+        for t in catalogue.event_types()
+    }
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        catalogue = SchemaCatalogue.load(resolved.resolved_schema_dir)
-        topics = {
-            t: overrides.get(t, resolved.topic_prefix + catalogue.topic_for(t))
-            for t in catalogue.event_types()
-        }
-        if LIKE not in topics:
-            raise RuntimeError(f"no {LIKE!r} event type in {catalogue.path}")
         producer = EventProducer(resolved)
         await producer.start()
         queue_sampler = start_producer_metrics(app, producer)
         lag_sampler = app.state.views_collector.sampler().start()
-        app.state.ingest = IngestState(resolved, Codec(catalogue), producer, topics)
+        app.state.ingest = IngestState(resolved, Codec(catalogue), producer, topics, models)
         freeze_startup_heap()
         try:
             yield
@@ -107,7 +109,11 @@ def create_app(
     app.state.ingest = None
     app.state.settings = resolved
     app.state.view_readers = ViewReaders(resolved)
-    app.state.views = registered_views(resolved)  # built-ins, entry points, LOGSTREAM_VIEWS
+    registry = view_registry(resolved)  # built-ins, entry points, LOGSTREAM_VIEWS
+    for broken in registry.broken:  # listed by GET /v1/views; the other views are served
+        log.warning("view registration skipped: %s", broken.error)
+    app.state.views = registry.views
+    app.state.broken_views = registry.broken
     install_error_handlers(app)
     limiter = RateLimiter(
         resolved.rate_requests_per_s, resolved.rate_events_per_s, resolved.rate_burst_s
@@ -116,7 +122,8 @@ def create_app(
     keyring = KeyRing(keys_file, required=auth_on)
     app.add_middleware(AccessControl, keyring=keyring, limiter=limiter)
     install_operations(app, resolved)
-    app.include_router(events.router)  # first: the most frequent requests match at once
+    # first: the most frequent requests match at once
+    app.include_router(event_router(list(models.values())))
     app.include_router(health.router)
     app.include_router(contract.router)
     app.include_router(operations.router)

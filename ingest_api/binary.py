@@ -12,8 +12,8 @@ hamba/avro plus the 10-byte header) can post the bytes it has instead of rebuild
   `Writer.WriteBytes`), so it needs no code beyond the library a producer already has; plain
   concatenation would not do, since a single-object body does not say where it ends.
 
-A decoded event is handed to the JSON path's own validation (`prepare_like`): same fields,
-same rules (UUID, `occurred_at` bounds, lengths), same key and timestamp, and re-encoded
+A decoded event is handed to the JSON path's own validation (`prepare_event`): same fields,
+same rules (UUID, event time bounds, lengths), same key and timestamp, and re-encoded
 with the latest version, as every producer writes. Bytes that are not single-object Avro
 are `malformed_avro` (400, like malformed JSON); a well-formed event with an unknown
 fingerprint, another event type's fingerprint or an invalid field is `validation_failed`
@@ -24,9 +24,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ingest_api.avro_validation import EventModel
 from ingest_api.errors import ApiError
 from ingest_api.models import FieldError
-from ingest_api.service import LIKE, EventRejected, IngestState, prepare_like
+from ingest_api.service import EventRejected, IngestState, prepare_event
 from logstream.codec import HEADER_SIZE, MAGIC, Codec
 from logstream.errors import CorruptMessageError, UnknownSchemaError
 from logstream.producer import OutgoingMessage
@@ -36,10 +37,10 @@ __all__ = [
     "AVRO_BATCH",
     "MalformedEvent",
     "decode_batch",
-    "decode_like",
+    "decode_event",
     "malformed",
-    "prepare_binary_like",
-    "prepared_decoded",
+    "prepare_binary",
+    "prepare_decoded",
     "split_batch",
 ]
 
@@ -102,11 +103,12 @@ def _read_long(data: bytes, pos: int) -> tuple[int, int]:
     raise ValueError(f"a length longer than {_MAX_VARINT_BYTES} bytes is not an Avro long")
 
 
-def decode_like(codec: Codec, data: bytes) -> dict[str, Any]:
-    """Read one single-object encoded like into a dict in the JSON path's shape.
+def decode_event(codec: Codec, data: bytes, event_type: str) -> dict[str, Any]:
+    """Read one single-object encoded event of `event_type` into a dict in the JSON path's
+    shape (latest version, base types).
 
     MalformedEvent: not single-object Avro, or a body its own writer schema cannot read.
-    EventRejected: a fingerprint of no known like version (named in the message).
+    EventRejected: a fingerprint of no known version of `event_type` (named in the message).
     """
     if len(data) < HEADER_SIZE or data[:2] != MAGIC:
         shown = data[:2].hex() or "nothing"
@@ -117,45 +119,51 @@ def decode_like(codec: Codec, data: bytes) -> dict[str, Any]:
     try:
         writer, record = codec.decode(data)
     except UnknownSchemaError:
-        raise EventRejected([_unknown_fingerprint(codec, data[2:HEADER_SIZE])]) from None
+        raise EventRejected(
+            [_unknown_fingerprint(codec, data[2:HEADER_SIZE], event_type)]
+        ) from None
     except CorruptMessageError as exc:
         raise MalformedEvent(str(exc)) from None
-    if writer.event_type != LIKE:
+    if writer.event_type != event_type:
         raise EventRejected(
             [
                 FieldError(
                     message=f"fingerprint {writer.fingerprint_hex} is {writer.path.name}, "
-                    f"a {writer.event_type!r} schema, not a {LIKE!r} one"
+                    f"a {writer.event_type!r} schema, not a {event_type!r} one"
                 )
             ]
         )
     return record
 
 
-def _unknown_fingerprint(codec: Codec, fingerprint: bytes) -> FieldError:
+def _unknown_fingerprint(codec: Codec, fingerprint: bytes, event_type: str) -> FieldError:
     known = ", ".join(
-        f"{v.fingerprint_hex} ({v.path.name})" for v in codec.catalogue.versions(LIKE)
+        f"{v.fingerprint_hex} ({v.path.name})" for v in codec.catalogue.versions(event_type)
     )
     return FieldError(
         message=f"unknown writer schema fingerprint {fingerprint.hex()}; "
-        f"known {LIKE} versions: {known} (GET /v1/schemas lists them)"
+        f"known {event_type} versions: {known} (GET /v1/schemas lists them)"
     )
 
 
-def prepare_binary_like(
-    state: IngestState, data: bytes, *, now: int
-) -> tuple[OutgoingMessage, str]:
+def prepare_binary(
+    state: IngestState, model: EventModel, data: bytes, *, now: int
+) -> tuple[OutgoingMessage, str | None]:
     """One posted `avro/binary` body -> the message to write, validated like JSON.
 
     Raises 400 `malformed_avro` (ApiError) or EventRejected (422)."""
     try:
-        record = decode_like(state.codec, data)
+        record = decode_event(state.codec, data, model.event_type)
     except MalformedEvent as exc:
-        raise malformed(f"the body is not a single-object encoded {LIKE}: {exc}") from None
-    return prepare_like(state, record, now=now)
+        raise malformed(
+            f"the body is not a single-object encoded {model.event_type}: {exc}"
+        ) from None
+    return prepare_event(state, model, record, now=now)
 
 
-def decode_batch(codec: Codec, events: list[bytes]) -> list[dict[str, Any] | EventRejected]:
+def decode_batch(
+    codec: Codec, events: list[bytes], event_type: str
+) -> list[dict[str, Any] | EventRejected]:
     """Each event decoded, or the EventRejected it earned (validated later, with the rest).
 
     Every malformed event is listed in one 400, as malformed NDJSON lines are."""
@@ -163,7 +171,7 @@ def decode_batch(codec: Codec, events: list[bytes]) -> list[dict[str, Any] | Eve
     problems: list[FieldError] = []
     for index, data in enumerate(events):
         try:
-            decoded.append(decode_like(codec, data))
+            decoded.append(decode_event(codec, data, event_type))
         except MalformedEvent as exc:
             problems.append(FieldError(index=index, message=str(exc)))
         except EventRejected as exc:
@@ -171,17 +179,17 @@ def decode_batch(codec: Codec, events: list[bytes]) -> list[dict[str, Any] | Eve
     if problems:
         raise malformed(
             f"{len(problems)} of {len(events)} event(s) are not single-object encoded "
-            f"{LIKE}s; nothing was written",
+            f"{event_type}s; nothing was written",
             problems[:100],
         )
     return decoded
 
 
-def prepared_decoded(
-    state: IngestState, item: dict[str, Any] | EventRejected, *, now: int
-) -> tuple[OutgoingMessage, str]:
-    """`prepare_like` for an item of `decode_batch`: a rejection found while decoding is
+def prepare_decoded(
+    state: IngestState, model: EventModel, item: dict[str, Any] | EventRejected, *, now: int
+) -> tuple[OutgoingMessage, str | None]:
+    """`prepare_event` for an item of `decode_batch`: a rejection found while decoding is
     reported with the others."""
     if isinstance(item, EventRejected):
         raise item
-    return prepare_like(state, item, now=now)
+    return prepare_event(state, model, item, now=now)

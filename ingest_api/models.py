@@ -1,20 +1,16 @@
-"""Request and response bodies of the ingest API, and the one error body every failure uses.
+"""Response bodies of the ingest API, and the one error body every failure uses.
 
-`LikeCreate` documents and validates what a client posts; `occurred_at` is checked against
-the server clock separately (see `ingest_api.timestamps`) because the bound depends on
-settings and on "now".
+What a client posts is validated and documented per event type from its `.avsc`
+(`ingest_api.avro_validation`), not by a model written here.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-from uuid import UUID
+from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 __all__ = [
-    "MAX_URL_CHARS",
-    "MAX_USER_ID_CHARS",
     "BatchAccepted",
     "BatchFailed",
     "ErrorBody",
@@ -23,63 +19,15 @@ __all__ = [
     "EventResult",
     "FieldError",
     "Health",
-    "LikeCreate",
     "Readiness",
 ]
 
-MAX_URL_CHARS = 2048
-MAX_USER_ID_CHARS = 512  # keeps every Like far below the broker's message size limit
-
-
-def _utf8_text(value: str) -> str:
-    """Reject what JSON allows but UTF-8 (Avro strings, Kafka keys) cannot carry."""
-    if not value.strip():
-        raise ValueError("must not be blank")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(
-            "contains an unpaired surrogate (\\ud800-\\udfff): not valid UTF-8"
-        ) from None
-    return value
-
-
-Text = Annotated[str, AfterValidator(_utf8_text)]
-
-
-class LikeCreate(BaseModel):
-    """A user liked a URL. Unknown fields are rejected (they would be silently lost)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    url: Text = Field(min_length=1, max_length=MAX_URL_CHARS, description="The liked URL.")
-    user_id: Text = Field(
-        min_length=1, max_length=MAX_USER_ID_CHARS, description="Opaque id of the user."
-    )
-    occurred_at: str | int | None = Field(
-        default=None,
-        description=(
-            "Event time: an RFC 3339 date-time with offset, or epoch milliseconds. "
-            "Default: now. At most `LOGSTREAM_INGEST_MAX_FUTURE_MS` ahead of the server clock."
-        ),
-        examples=["2024-05-01T12:00:00Z", 1714564800000],
-    )
-    event_id: UUID | None = Field(
-        default=None,
-        strict=False,  # accept the UUID's text forms
-        description="Client-chosen UUID, for deduplication and safe retries. Default: generated.",
-    )
-    referrer: Annotated[str, AfterValidator(_utf8_text)] | None = Field(
-        default=None,
-        max_length=MAX_URL_CHARS,
-        description="Page the user came from, if known (schema v2).",
-    )
-
 
 class EventAccepted(BaseModel):
-    """Where the broker put the event: it is in the log."""
+    """Where the broker put the event: it is in the log. `event_id` is null for an event
+    type without an event id field."""
 
-    event_id: str
+    event_id: str | None
     topic: str
     partition: int
     offset: int
@@ -89,7 +37,7 @@ class EventResult(BaseModel):
     """One event of a batch: `written` (in the log, with its place) or `failed`."""
 
     index: int
-    event_id: str
+    event_id: str | None
     status: Literal["written", "failed"]
     topic: str
     partition: int | None = None

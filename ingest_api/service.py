@@ -1,38 +1,49 @@
 """What ingest holds per process, and how one posted event becomes a Kafka message.
 
-Kept apart from the routes so that validation is one plain function: a posted dict in, an
-`OutgoingMessage` (key = url, timestamp = occurred_at, value = Avro single-object) out, or
-`EventRejected` listing every problem with its field.
+Kept apart from the routes so that validation is one plain function for every event type:
+a posted dict in, an `OutgoingMessage` (key = the `"logstream.key"` field, timestamp = the
+`"logstream.timestamp"` field, value = Avro single-object) out, or `EventRejected` listing
+every problem with its field. What each type accepts is compiled from its `.avsc` once
+(`ingest_api.avro_validation`); `like` is one such type.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
+from ingest_api.avro_validation import EventModel, compile_event_models
 from ingest_api.event_ids import new_event_id
-from ingest_api.models import FieldError, LikeCreate
+from ingest_api.models import FieldError
 from ingest_api.timestamps import InvalidTimestampError, parse_occurred_at
 from logstream.codec import Codec, InvalidRecordError
 from logstream.producer import EventProducer, OutgoingMessage
 from logstream.settings import Settings
 
-__all__ = ["EventRejected", "IngestState", "prepare_like"]
+__all__ = ["LIKE", "EventRejected", "IngestState", "prepare_event", "prepare_like"]
 
 LIKE = "like"
-_LIKE_FIELDS = ", ".join(LikeCreate.model_fields)
 
 
 @dataclass(frozen=True)
 class IngestState:
-    """Everything a request needs; built in the lifespan, one per worker process."""
+    """Everything a request needs; built in the lifespan, one per worker process.
+
+    `models` (event type -> compiled validator) defaults to the latest version of every
+    type in the codec's catalogue."""
 
     settings: Settings
     codec: Codec
     producer: EventProducer
     topics: dict[str, str]  # event type -> topic
+    models: Mapping[str, EventModel] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            object.__setattr__(self, "models", compile_event_models(self.codec.catalogue))
 
 
 class EventRejected(Exception):
@@ -43,55 +54,52 @@ class EventRejected(Exception):
         self.fields = fields
 
 
-def prepare_like(state: IngestState, data: Any, *, now: int) -> tuple[OutgoingMessage, str]:
-    """Validate a posted Like and encode it; returns the message and its event_id."""
-    if not isinstance(data, dict):
+def prepare_event(
+    state: IngestState, model: EventModel, data: Any, *, now: int
+) -> tuple[OutgoingMessage, str | None]:
+    """Validate a posted event of `model`'s type and encode it; returns the message and its
+    event id (None when the type has no event id field)."""
+    if type(data) is not dict:
         kind = type(data).__name__ if data is not None else "null"
+        fields = ", ".join(model.field_names)
         raise EventRejected(
-            [FieldError(message=f"expected a JSON object with {_LIKE_FIELDS}, got {kind}")]
+            [FieldError(message=f"expected a JSON object with {fields}, got {kind}")]
         )
-    fields = dict(data)
-    raw_time = fields.pop("occurred_at", None)
+    stamp = model.timestamp_field
     problems: list[FieldError] = []
-    like: LikeCreate | None = None
+    record: dict[str, Any] | None = None
     try:
-        like = LikeCreate.model_validate(fields)
+        record = model.validate(data)
     except ValidationError as exc:
-        problems.extend(_field_error(err) for err in exc.errors())
+        problems.extend(FieldError(field=f, message=m) for f, m in model.field_errors(exc, data))
     occurred_at = now
+    raw_time = data.get(stamp) if stamp is not None else None
     if raw_time is not None:
         try:
             occurred_at = parse_occurred_at(
                 raw_time, now=now, max_future_ms=state.settings.ingest_max_future_ms
             )
         except InvalidTimestampError as exc:
-            problems.append(FieldError(field="occurred_at", message=str(exc)))
-    if problems or like is None:
+            problems.append(FieldError(field=stamp, message=str(exc)))
+    if problems or record is None:
         raise EventRejected(problems)
-    event_id = str(like.event_id) if like.event_id is not None else new_event_id()
-    record: dict[str, Any] = {
-        "event_id": event_id,
-        "url": like.url,
-        "user_id": like.user_id,
-        "occurred_at": occurred_at,
-    }
-    if like.referrer is not None:  # absent means the schema default (null)
-        record["referrer"] = like.referrer
+    if stamp is not None:
+        record[stamp] = occurred_at
+    event_id: str | None = None
+    id_field = model.event_id_field
+    if id_field is not None:
+        event_id = record.get(id_field) or new_event_id()
+        record[id_field] = event_id
+    key = model.key_of(record)
     try:
-        value = state.codec.encode(LIKE, record)
+        value = state.codec.encode(model.event_type, record, validated=model.complete)
     except InvalidRecordError as exc:  # the model and the .avsc disagree: still the input's fault
         raise EventRejected([FieldError(message=str(exc))]) from exc
-    return OutgoingMessage(state.topics[LIKE], like.url.encode(), value, occurred_at), event_id
+    return OutgoingMessage(state.topics[model.event_type], key, value, occurred_at), event_id
 
 
-def _field_error(err: Any) -> FieldError:
-    loc = err.get("loc", ())
-    field = str(loc[0]) if loc else None
-    kind = err.get("type")
-    if kind == "missing":
-        message = "is required"
-    elif kind == "extra_forbidden":
-        message = f"is not a field of a like (fields: {_LIKE_FIELDS})"
-    else:
-        message = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
-    return FieldError(field=field, message=message)
+def prepare_like(state: IngestState, data: Any, *, now: int) -> tuple[OutgoingMessage, str]:
+    """`prepare_event` for a like (which always has an event id)."""
+    message, event_id = prepare_event(state, state.models[LIKE], data, now=now)
+    assert event_id is not None  # like.avsc has an event id field
+    return message, event_id

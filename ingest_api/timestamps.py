@@ -14,7 +14,7 @@ import re
 import time
 from datetime import datetime
 
-__all__ = ["InvalidTimestampError", "now_ms", "parse_occurred_at"]
+__all__ = ["InvalidTimestampError", "now_ms", "parse_occurred_at", "parse_time_value"]
 
 # RFC 3339 section 5.6 (with 't'/'z' in either case and a space separator, as it allows).
 _RFC3339 = re.compile(
@@ -32,24 +32,29 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def parse_occurred_at(value: object, *, now: int, max_future_ms: int) -> int:
-    """Epoch milliseconds of `value`, checked to lie in [1970, now + max_future_ms]."""
+def parse_time_value(value: object) -> int:
+    """Epoch milliseconds of an RFC 3339 string with offset or a JSON integer (any value:
+    the bounds of an event time are `parse_occurred_at`'s)."""
     if isinstance(value, bool):  # before int: bool is an int subclass
         raise InvalidTimestampError(
             f"must be an RFC 3339 string or an integer, not a boolean; {_EXAMPLE}"
         )
     if isinstance(value, int):
-        millis = value
-    elif isinstance(value, float):
+        return value
+    if isinstance(value, float):
         if value.is_integer() and abs(value) >= 2**63:  # a huge JSON integer parses as a float
             raise InvalidTimestampError(f"{value:.0f} is out of range; {_EXAMPLE}")
         raise InvalidTimestampError(
             f"must be an integer of epoch milliseconds, not a fraction; {_EXAMPLE}"
         )
-    elif isinstance(value, str):
-        millis = _parse_rfc3339(value)
-    else:
-        raise InvalidTimestampError(f"must be an RFC 3339 string or an integer; {_EXAMPLE}")
+    if isinstance(value, str):
+        return _parse_rfc3339(value)
+    raise InvalidTimestampError(f"must be an RFC 3339 string or an integer; {_EXAMPLE}")
+
+
+def parse_occurred_at(value: object, *, now: int, max_future_ms: int) -> int:
+    """Epoch milliseconds of `value`, checked to lie in [1970, now + max_future_ms]."""
+    millis = parse_time_value(value)
     if millis < 0:
         raise InvalidTimestampError("is before 1970-01-01T00:00:00Z; Kafka timestamps cannot be")
     latest = now + max_future_ms

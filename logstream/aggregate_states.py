@@ -90,8 +90,10 @@ def canonical_sketch(data: bytes, lg_k: int) -> bytes:
         union = hll_union(lg_k)
         union.update(hll_sketch.deserialize(data))
         data = union.get_result(_HLL_TYPE).serialize_compact()
+    preamble = data[0]
+    if preamble == _COUPON_PREAMBLES[0] and len(data) <= 12:
+        return bytes(data)  # a LIST with at most one coupon: nothing to reorder
     out = bytearray(data)
-    preamble = out[0]
     if preamble in _COUPON_PREAMBLES:
         start = preamble * 4
         n = (len(out) - start) // 4
@@ -173,7 +175,7 @@ class Folder:
     States while folding are as in the module docstring, except that a live `hll_sketch`
     stands for a distinct state and latest keeps the raw value (turned into JSON text only
     when it is stored; equal (event_ms, partition, offset) compare the JSON texts).
-    `stored()` turns them into the stored form at flush time.
+    `rows()` turns cells into bucket rows in stored form at flush time.
 
     `fold_event` is generated for the declared aggregates (one function, each field read
     once per event, no per-aggregate calls): at hundreds of thousands of events per second
@@ -185,23 +187,84 @@ class Folder:
         self.fold_event: Callable[
             [dict[Any, Any], Iterable[Any], Mapping[str, Any], int, int, int], None
         ] = _generate_fold(self.aggregates)
+        self.rows: RowBuilder = generate_row_builder(self.aggregates)
 
-    def empty(self) -> list[Any]:
-        """The states of a cell with no values."""
-        return [0 if a.kind is Kind.SUM else None for a in self.aggregates]
-
-    def stored(self, state: Sequence[Any]) -> list[Any]:
-        """States in stored form (sketches as canonical bytes, latest values as JSON)."""
-        out = list(state)
+    def merge(self, cells: Sequence[Counter]) -> Counter:
+        """Several cells with fold states merged into a new one (totals of a key's buckets)."""
+        merged = Counter(
+            sum(c.count for c in cells),
+            min(c.first_ms for c in cells),
+            max(c.last_ms for c in cells),
+        )
+        states = [c.aggs for c in cells if c.aggs is not None]
+        if not states:
+            return merged
+        aggs: list[Any] = []
         for i, agg in enumerate(self.aggregates):
-            v = out[i]
-            if v is None:
-                continue
-            if agg.kind is Kind.DISTINCT:
-                out[i] = sketch_bytes(v, agg.lg_k)
-            elif agg.kind is Kind.LATEST:
-                out[i] = (v[0], v[1], v[2], _json(v[3]))
-        return out
+            present = [s[i] for s in states if s[i] is not None]
+            kind = agg.kind
+            if kind is Kind.SUM:
+                aggs.append(sum(present))
+            elif kind is Kind.MIN:
+                aggs.append(min(present) if present else None)
+            elif kind is Kind.MAX:
+                aggs.append(max(present) if present else None)
+            elif kind is Kind.LATEST:
+                newest = None
+                for v in present:
+                    if newest is None or _newer_raw(newest, *v):
+                        newest = v
+                aggs.append(newest)
+            elif not present:
+                aggs.append(None)
+            else:
+                union = hll_union(agg.lg_k)
+                for sketch in present:
+                    union.update(sketch)
+                aggs.append(union.get_result(_HLL_TYPE))
+        merged.aggs = aggs
+        return merged
+
+
+RowBuilder = Callable[[Iterable[tuple[tuple[str, str, int], Counter]]], list[tuple[Any, ...]]]
+
+
+def generate_row_builder(aggregates: tuple[Aggregate, ...]) -> RowBuilder:
+    """A function turning (address, Counter) pairs with fold states into bucket rows in
+    stored form: series, key, bucket_ms, count, first_ms, last_ms, then the columns of each
+    aggregate as `logstream.stores.layout` lays them out. Generated, like `fold_event`:
+    it runs once per cell and flush."""
+    if not aggregates:
+        return _count_rows
+    names = [f"v{i}" for i in range(len(aggregates))]
+    cols: list[str] = []
+    for i, agg in enumerate(aggregates):
+        v = names[i]
+        if agg.kind is Kind.LATEST:
+            cols += [f"None if {v} is None else {v}[{j}]" for j in range(3)]
+            cols.append(f"None if {v} is None else _json({v}[3])")
+        elif agg.kind is Kind.DISTINCT:
+            cols.append(f"None if {v} is None else sketch_bytes({v}, {agg.lg_k})")
+        else:
+            cols.append(v)
+    empty = [("0" if a.kind is Kind.SUM else "None") for a in aggregates]
+    unpack = ", ".join(names) + ("," if len(names) == 1 else "")
+    lines = [
+        "def build(items):",
+        "    out = []",
+        "    append = out.append",
+        "    for (series, key, bucket), c in items:",
+        f"        {unpack} = c.aggs or ({', '.join(empty)},)",
+        f"        append((series, key, bucket, c.count, c.first_ms, c.last_ms, {', '.join(cols)}))",
+        "    return out",
+    ]
+    scope: dict[str, Any] = {"_json": _json, "sketch_bytes": sketch_bytes}
+    exec(compile("\n".join(lines), "<logstream row builder>", "exec"), scope)
+    return cast(RowBuilder, scope["build"])
+
+
+def _count_rows(items: Iterable[tuple[tuple[str, str, int], Counter]]) -> list[tuple[Any, ...]]:
+    return [(s, k, b, c.count, c.first_ms, c.last_ms) for (s, k, b), c in items]
 
 
 def _newer_raw(cur: tuple[int, int, int, Any], ts: int, p: int, o: int, v: Any) -> bool:
@@ -211,14 +274,14 @@ def _newer_raw(cur: tuple[int, int, int, Any], ts: int, p: int, o: int, v: Any) 
     return _json(v) > _json(cur[3])
 
 
-def _sketch_of(lg_k: int, v: Any) -> hll_sketch:
+_PLAIN = frozenset({str, int, float})
+"""Value types a sketch hashes as they are; any other value is hashed as its JSON text."""
+
+
+def _sketch_of(lg_k: int, v: str | int | float) -> hll_sketch:
     sketch = hll_sketch(lg_k, _HLL_TYPE)
-    _update(sketch, v)
+    sketch.update(v)
     return sketch
-
-
-def _update(sketch: hll_sketch, v: Any) -> None:
-    sketch.update(v if isinstance(v, (str, int, float)) else _json(v))
 
 
 def _generate_fold(
@@ -229,6 +292,9 @@ def _generate_fold(
     var = {f: f"f{i}" for i, f in enumerate(fields)}
     lines = ["def fold_event(counters, keys, r, ts, p, o):"]
     lines += [f"    {var[f]} = r.get({f!r})" for f in fields]
+    for f in sorted({a.field for a in aggregates if a.kind is Kind.DISTINCT}):
+        v = var[f]  # what the sketch hashes, computed once per event
+        lines.append(f"    h{v} = {v} if type({v}) in _PLAIN else _json({v})")
     initial = []
     for agg in aggregates:
         v = var[agg.field]
@@ -239,7 +305,7 @@ def _generate_fold(
         elif agg.kind is Kind.LATEST:
             initial.append(f"None if {v} is None else (ts, p, o, {v})")
         else:
-            initial.append(f"None if {v} is None else _sketch_of({agg.lg_k}, {v})")
+            initial.append(f"None if {v} is None else _sketch_of({agg.lg_k}, h{v})")
     lines += [
         "    for key in keys:",
         "        c = counters.get(key)",
@@ -278,15 +344,16 @@ def _generate_fold(
         else:
             lines += [
                 f"            if s[{i}] is None:",
-                f"                s[{i}] = _sketch_of({agg.lg_k}, {v})",
+                f"                s[{i}] = _sketch_of({agg.lg_k}, h{v})",
                 "            else:",
-                f"                _update(s[{i}], {v})",
+                f"                s[{i}].update(h{v})",
             ]
     scope: dict[str, Any] = {
         "Counter": Counter,
         "_newer_raw": _newer_raw,
         "_sketch_of": _sketch_of,
-        "_update": _update,
+        "_PLAIN": _PLAIN,
+        "_json": _json,
     }
     exec(compile("\n".join(lines), "<logstream fold_event>", "exec"), scope)
     return cast(

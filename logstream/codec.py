@@ -105,16 +105,20 @@ class Codec:
             plan = self._write_plans[self.catalogue.latest(event_type).event_type]
         return plan
 
-    def encode(self, event_type: str, record: dict[str, Any]) -> bytes:
-        """Validate `record` and write it with the latest version of `event_type`."""
+    def encode(self, event_type: str, record: dict[str, Any], *, validated: bool = False) -> bytes:
+        """Validate `record` and write it with the latest version of `event_type`.
+
+        `validated=True`: the caller has checked `record` against the schema already (ingest's
+        compiled validator), so only the writer's own checks remain (it still raises
+        InvalidRecordError on a value it cannot write)."""
         plan = self._write_plan(event_type)
-        if not _fits_flat(plan, record):
+        if not validated and not _fits_flat(plan, record):
             _validate(plan, record)  # raises, naming the field (or lets an odd fit through)
         out = BytesIO()
         out.write(plan.header)
         try:
             schemaless_writer(out, plan.schema, record, strict_allow_default=True)
-        except (TypeError, ValueError, OverflowError) as exc:
+        except (TypeError, ValueError, OverflowError, AttributeError, KeyError) as exc:
             raise InvalidRecordError(f"{plan.version.event_type}: {exc}") from exc
         return out.getvalue()
 

@@ -86,10 +86,11 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
-    """One event to write: key = url (UTF-8), timestamp = occurred_at (epoch ms)."""
+    """One event to write: key = the event's key field, UTF-8 (None: no key), timestamp =
+    its event time (epoch ms)."""
 
     topic: str
-    key: bytes
+    key: bytes | None
     value: bytes
     timestamp_ms: int
 
@@ -244,7 +245,9 @@ class EventProducer:
         return len(producer) if producer is not None else 0
 
     # ----- sending -------------------------------------------------------------------------
-    async def send(self, topic: str, key: bytes, value: bytes, timestamp_ms: int) -> Delivery:
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int
+    ) -> Delivery:
         """Write one message; returns once the broker acknowledged it, within the bound."""
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -314,7 +317,7 @@ class EventProducer:
     async def _enqueue(
         self,
         topic: str,
-        key: bytes,
+        key: bytes | None,
         value: bytes,
         timestamp_ms: int,
         callback: Any,
@@ -332,7 +335,7 @@ class EventProducer:
             await asyncio.sleep(_QUEUE_FULL_RETRY_S)
 
     def _produce(
-        self, topic: str, key: bytes, value: bytes, timestamp_ms: int, callback: Any
+        self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int, callback: Any
     ) -> bool:
         """One produce() call; False when the local queue is full (try again later)."""
         try:

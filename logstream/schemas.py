@@ -5,15 +5,20 @@ Each `.avsc` is a record carrying custom top-level attributes: `"logstream.topic
 `"logstream.version"` (required) map event type -> topic without code; `"logstream.key"` and
 `"logstream.timestamp"` (optional) name the field that is the Kafka key and the one that is
 the record timestamp, so the machine-readable contract (`logstream.contract`) states them
-from the `.avsc` alone. None of them is part of the parsing canonical form, so they do not
-change the fingerprint.
+from the `.avsc` alone; `"logstream.event_id"` (optional) names the uuid field ingest fills
+with a generated id (default: a `uuid` field called `event_id`, if there is one). None of
+them is part of the parsing canonical form, so they do not change the fingerprint.
+
+A catalogue may be read from several folders (`LOGSTREAM_SCHEMA_DIR=a:b`, separated like
+`PATH`), so a user's event types can sit beside the built-in ones without copying them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -32,6 +37,7 @@ from fastavro.schema import to_parsing_canonical_form
 from logstream.errors import ConfigError, UnknownSchemaError
 
 __all__ = [
+    "EVENT_ID_ATTRIBUTE",
     "KEY_ATTRIBUTE",
     "TIMESTAMP_ATTRIBUTE",
     "TOPIC_ATTRIBUTE",
@@ -40,12 +46,15 @@ __all__ = [
     "SchemaCatalogue",
     "SchemaVersion",
     "check_compatibility",
+    "schema_folders",
 ]
 
 TOPIC_ATTRIBUTE = "logstream.topic"
 VERSION_ATTRIBUTE = "logstream.version"
 KEY_ATTRIBUTE = "logstream.key"
 TIMESTAMP_ATTRIBUTE = "logstream.timestamp"
+EVENT_ID_ATTRIBUTE = "logstream.event_id"
+DEFAULT_EVENT_ID_FIELD = "event_id"
 _FILE_VERSION = re.compile(r"\.v(\d+)\.avsc$")
 
 
@@ -72,6 +81,7 @@ class SchemaVersion:
     definition: Mapping[str, Any] = field(compare=False, repr=False)  # the JSON of the file
     key_field: str | None = None  # "logstream.key": the field written as the Kafka key
     timestamp_field: str | None = None  # "logstream.timestamp": the record timestamp's field
+    event_id_field: str | None = None  # "logstream.event_id": the uuid ingest may generate
 
     @property
     def fingerprint_hex(self) -> str:
@@ -100,24 +110,28 @@ class SchemaCatalogue:
             self._aliases.update({t: t, vs[-1].topic.lower(): t, vs[-1].full_name.lower(): t})
 
     @classmethod
-    def load(cls, path: Path | str) -> SchemaCatalogue:
-        """Read every `*.avsc` in `path`; all faults are reported at once in a CatalogueError."""
-        folder = Path(path)
-        if not folder.is_dir():
-            raise CatalogueError([f"{folder}: not a folder of .avsc files"])
-        files = sorted(folder.glob("*.avsc"))
-        if not files:
-            raise CatalogueError([f"{folder}: no .avsc files"])
+    def load(cls, path: Path | str | Sequence[Path | str]) -> SchemaCatalogue:
+        """Read every `*.avsc` in `path`: one folder, several (a sequence, or one string of
+        folders separated by `os.pathsep`, like `PATH`); all faults are reported at once in
+        a CatalogueError. `self.path` is the first folder."""
+        folders = schema_folders(path)
         versions: list[SchemaVersion] = []
         problems: list[str] = []
-        for file in files:
-            try:
-                versions.append(_load_file(file))
-            except ValueError as exc:
-                problems.append(f"{file.name}: {exc}")
+        for folder in folders:
+            if not folder.is_dir():
+                problems.append(f"{folder}: not a folder of .avsc files")
+                continue
+            files = sorted(folder.glob("*.avsc"))
+            if not files:
+                problems.append(f"{folder}: no .avsc files")
+            for file in files:
+                try:
+                    versions.append(_load_file(file))
+                except ValueError as exc:
+                    problems.append(f"{file.name}: {exc}")
         if problems:
             raise CatalogueError(problems)
-        return cls(versions, folder)
+        return cls(versions, folders[0])
 
     def _event_type(self, name: str) -> str:
         try:
@@ -166,6 +180,20 @@ class SchemaCatalogue:
         return len(self._by_fingerprint)
 
 
+def schema_folders(path: Path | str | Sequence[Path | str]) -> list[Path]:
+    """The folders `path` names: a sequence as is; a single path that is not itself a folder
+    is split on `os.pathsep` (`LOGSTREAM_SCHEMA_DIR=/opt/avro_schemas:/srv/my_schemas`)."""
+    if isinstance(path, Path | str):
+        single = Path(path)
+        if single.is_dir() or os.pathsep not in str(path):
+            return [single]
+        return [Path(part) for part in str(path).split(os.pathsep) if part]
+    folders = [Path(p) for p in path]
+    if not folders:
+        raise CatalogueError(["no schema folder given"])
+    return folders
+
+
 def _load_file(file: Path) -> SchemaVersion:
     """Parse one `.avsc`; a ValueError says what is wrong with it."""
     try:
@@ -192,6 +220,7 @@ def _load_file(file: Path) -> SchemaVersion:
     field_types = {f["name"]: f["type"] for f in definition.get("fields", [])}
     key_field = _field_attribute(definition, KEY_ATTRIBUTE, field_types, "string")
     timestamp_field = _field_attribute(definition, TIMESTAMP_ATTRIBUTE, field_types, "long")
+    event_id_field = _event_id_field(definition, field_types)
     return SchemaVersion(
         event_type=full_name.rsplit(".", 1)[-1].lower(),
         version=version,
@@ -204,6 +233,27 @@ def _load_file(file: Path) -> SchemaVersion:
         definition=definition,
         key_field=key_field,
         timestamp_field=timestamp_field,
+        event_id_field=event_id_field,
+    )
+
+
+def _event_id_field(definition: Mapping[str, Any], field_types: Mapping[str, Any]) -> str | None:
+    """The `"logstream.event_id"` field (a `uuid` string), else a uuid field named
+    `event_id`, else None (the event type has no id ingest could generate)."""
+    if EVENT_ID_ATTRIBUTE in definition:
+        name = _field_attribute(definition, EVENT_ID_ATTRIBUTE, field_types, "string")
+        if name is not None and not _is_uuid(field_types[name]):
+            raise ValueError(f'"{EVENT_ID_ATTRIBUTE}": field {name!r} must be a uuid string')
+        return name
+    declared = field_types.get(DEFAULT_EVENT_ID_FIELD)
+    return DEFAULT_EVENT_ID_FIELD if _is_uuid(declared) else None
+
+
+def _is_uuid(declared: Any) -> bool:
+    return (
+        isinstance(declared, dict)
+        and declared.get("type") == "string"
+        and declared.get("logicalType") == "uuid"
     )
 
 

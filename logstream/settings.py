@@ -71,7 +71,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Replicas of each event topic; unset: min(3, LOGSTREAM_BROKER_NODES).",
     )
-    schema_dir: Path | None = None
+    schema_dir: Path | None = Field(
+        default=None,
+        description="The folder of `.avsc` files (one per event type and version), or several "
+        "separated by `:` like PATH; unset: the repository's `avro_schemas/`.",
+    )
 
     # Views of your own, besides the built-ins and the `logstream.views` entry points.
     views: str = Field(

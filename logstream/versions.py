@@ -53,6 +53,32 @@ class VersionRegistry:
         self._write(state)
         return version
 
+    def start_building(self, view: str) -> str:
+        """Register the next version as a rebuild in progress (see `unfinished`)."""
+        with self._locked():
+            version = self._create_next(view)
+            state = self._read()
+            state[view].setdefault("building", []).append(version)
+            self._write(state)
+            return version
+
+    def finish_building(self, view: str, version: str) -> None:
+        """The rebuild of `version` caught up: it is no longer unfinished."""
+        with self._locked():
+            state = self._read()
+            building = state.get(view, {}).get("building", [])
+            if version in building:
+                building.remove(version)
+                self._write(state)
+
+    def unfinished(self, view: str) -> list[str]:
+        """Versions whose rebuild started and never caught up (a crash, a view-code error),
+        oldest first; a promoted or dropped version is not among them."""
+        entry = self._read().get(view, {})
+        current = entry.get("current", BASE_VERSION)
+        versions = entry.get("versions", [BASE_VERSION])
+        return [v for v in entry.get("building", []) if v != current and v in versions]
+
     def set_current(self, view: str, version: str) -> None:
         with self._locked():
             self._set_current(view, version)
@@ -77,6 +103,8 @@ class VersionRegistry:
         if entry["current"] == version:
             raise StoreError(f"{view} {version} is current: promote another version first")
         entry["versions"].remove(version)
+        if version in entry.get("building", []):
+            entry["building"].remove(version)
         self._write(state)
 
     @staticmethod

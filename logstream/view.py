@@ -62,6 +62,8 @@ _ANSWER_FIELDS = frozenset(
         *("wait_for", "wait_ms", "granularity_ms"),
     }
 )
+# An aggregate answers as a field beside these (and windows' start/end): it may not take them.
+_AGGREGATE_TAKEN = _ANSWER_FIELDS | {"start", "end", "key"}
 RANKABLE_KINDS = frozenset({Kind.SUM, Kind.MIN, Kind.MAX, Kind.DISTINCT})
 
 
@@ -326,4 +328,11 @@ def _check_aggregates(where: str, aggregates: object, key_name: str) -> tuple[Ag
         raise ViewDeclarationError(f"{where}: aggregate name(s) {twice} declared twice")
     if key_name in names:
         raise ViewDeclarationError(f"{where}: aggregate name {key_name!r} is the key's name")
+    taken = sorted(set(names) & _AGGREGATE_TAKEN)
+    if taken:
+        raise ViewDeclarationError(
+            f"{where}: aggregate name(s) {taken} would overwrite an answer field or query "
+            f"parameter of the view's routes (none of {sorted(_AGGREGATE_TAKEN)}): "
+            'name it otherwise, e.g. sum_of("seconds", name="seconds_total")'
+        )
     return found

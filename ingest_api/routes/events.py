@@ -1,4 +1,8 @@
-"""`POST /v1/events/likes` and `/likes/batch`: append events, answer once they are in the log.
+"""`POST /v1/events/<topic>` and `/<topic>/batch` for every event type of the catalogue.
+
+The routes are built per event type when the app is created, from the type's compiled
+model (`ingest_api.avro_validation`), so each has its own OpenAPI entry with the JSON schema
+of its `.avsc`; `likes` is one of them.
 
 A 202 means the broker acknowledged every event in it (acks=all, idempotent producer).
 A batch is validated whole before anything is produced: one bad event, nothing written.
@@ -7,19 +11,20 @@ If the broker then fails part of a batch, the 503 lists per event which ones are
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ingest_api.access import charge_events
+from ingest_api.avro_validation import EventModel
 from ingest_api.binary import (
     AVRO,
     AVRO_BATCH,
     decode_batch,
-    prepare_binary_like,
-    prepared_decoded,
+    prepare_binary,
+    prepare_decoded,
     split_batch,
 )
 from ingest_api.body import JSON, NDJSON, media_type, parse_json, parse_ndjson, read_body
@@ -32,38 +37,21 @@ from ingest_api.models import (
     ErrorBody,
     EventAccepted,
     FieldError,
-    LikeCreate,
 )
 from ingest_api.responses import FastJSONResponse
-from ingest_api.service import EventRejected, prepare_like
+from ingest_api.service import EventRejected, IngestState, prepare_event
 from ingest_api.timestamps import now_ms
 from logstream.producer import BrokerUnavailableError, OutgoingMessage
 
-__all__ = ["router"]
+__all__ = ["event_router"]
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
-
-KNOWN_EVENT_TYPES = ("likes",)
 MAX_REPORTED_PROBLEMS = 100
 
-# How a batch item becomes a message: prepare_like (JSON) or prepared_decoded (Avro).
-Prepare = Callable[..., tuple[OutgoingMessage, str]]
+# How a batch item becomes a message: prepare_event (JSON) or prepare_decoded (Avro).
+Prepare = Callable[..., tuple[OutgoingMessage, str | None]]
 
-_LIKE_SCHEMA = LikeCreate.model_json_schema()
 _SINGLE_TYPES = (JSON, AVRO)
 _BATCH_TYPES = (JSON, NDJSON, AVRO_BATCH)
-_AVRO_BODY = {
-    "type": "string",
-    "format": "binary",
-    "description": "one Like, Avro single-object encoded (C3 01, fingerprint, body), any "
-    "version listed by GET /v1/schemas",
-}
-_AVRO_BATCH_BODY = {
-    "type": "string",
-    "format": "binary",
-    "description": "Likes, each an Avro long (zig-zag varint) length then its single-object "
-    "encoded bytes",
-}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Malformed JSON or Avro"},
     413: {"model": ErrorBody, "description": "Body (or batch) too large"},
@@ -71,6 +59,122 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "Schema violation; `fields` names each problem"},
     429: {"model": ErrorBody, "description": "The API key's request or event rate is exceeded"},
 }
+
+
+def event_router(models: Sequence[EventModel]) -> APIRouter:
+    """The write routes of every event type in `models`, then a 404 for any other path."""
+    router = APIRouter(prefix="/v1/events", tags=["events"])
+    for model in models:
+        _add_routes(router, model)
+    known = ", ".join(f"/v1/events/{m.route}" for m in sorted(models, key=lambda m: m.route))
+
+    async def unknown_event_type(event_type: str) -> NoReturn:
+        """Any other event type: 404 naming the known ones."""
+        raise ApiError(404, "unknown_event_type", f"no event type {event_type!r}; known: {known}")
+
+    for path in ("/{event_type}", "/{event_type}/batch"):
+        router.add_api_route(
+            path,
+            unknown_event_type,
+            methods=["POST"],
+            include_in_schema=False,
+            response_model=None,
+        )
+    return router
+
+
+def _add_routes(router: APIRouter, model: EventModel) -> None:
+    """`POST /<route>` (one event) and `POST /<route>/batch` for one event type."""
+    name = model.version.full_name.rsplit(".", 1)[-1]
+    avro_body = {
+        "type": "string",
+        "format": "binary",
+        "description": f"one {name}, Avro single-object encoded (C3 01, fingerprint, body), "
+        "any version listed by GET /v1/schemas",
+    }
+    avro_batch_body = {
+        "type": "string",
+        "format": "binary",
+        "description": f"{name} events, each an Avro long (zig-zag varint) length then its "
+        "single-object encoded bytes",
+    }
+
+    async def post_event(request: Request) -> JSONResponse:
+        state = state_of(request)
+        kind = media_type(request, _SINGLE_TYPES)
+        body = await read_body(request, state.settings.ingest_max_body_bytes)
+        try:
+            if kind == JSON:
+                message, event_id = prepare_event(state, model, parse_json(body), now=now_ms())
+            else:
+                message, event_id = prepare_binary(state, model, body, now=now_ms())
+        except EventRejected as exc:
+            raise ApiError(422, "validation_failed", _summary(exc.fields), exc.fields) from None
+        charge_events(request, 1)
+        try:
+            delivery = await state.producer.send(
+                message.topic, message.key, message.value, message.timestamp_ms
+            )
+        except BrokerUnavailableError as exc:
+            raise _broker_error(exc) from None
+        return FastJSONResponse(
+            {
+                "event_id": event_id,
+                "topic": delivery.topic,
+                "partition": delivery.partition,
+                "offset": delivery.offset,
+            },
+            status_code=202,
+        )
+
+    async def post_batch(request: Request) -> JSONResponse:
+        return await _post_batch(request, model)
+
+    router.add_api_route(
+        f"/{model.route}",
+        post_event,
+        methods=["POST"],
+        name=f"post_{model.event_type}",
+        summary=f"Append one {name}",
+        description=f"Append one {name} (JSON, or Avro single-object encoded); answers 202 "
+        "once the broker has acknowledged it.",
+        status_code=202,
+        response_model=EventAccepted,
+        responses={
+            **_ERRORS,
+            503: {"model": ErrorBody, "description": "Broker unavailable; see Retry-After"},
+        },
+        openapi_extra=_body_spec(
+            {JSON: {"schema": model.json_schema}, AVRO: {"schema": avro_body}}
+        ),
+    )
+    router.add_api_route(
+        f"/{model.route}/batch",
+        post_batch,
+        methods=["POST"],
+        name=f"post_{model.event_type}_batch",
+        summary=f"Append many {name} events",
+        description=f"Append many {name} events, all or none validated; answers 202 once all "
+        "are acknowledged.",
+        status_code=202,
+        response_model=BatchAccepted,
+        responses={
+            **_ERRORS,
+            503: {
+                "model": BatchFailed,
+                "description": "The broker failed some events: `events` says which are in the log",
+            },
+        },
+        openapi_extra=_body_spec(
+            {
+                JSON: {"schema": {"type": "array", "items": model.json_schema, "minItems": 1}},
+                NDJSON: {
+                    "schema": {"type": "string", "description": f"one {name} JSON object per line"}
+                },
+                AVRO_BATCH: {"schema": avro_batch_body},
+            }
+        ),
+    )
 
 
 def _body_spec(content: dict[str, Any]) -> dict[str, Any]:
@@ -86,78 +190,20 @@ def _broker_error(exc: BrokerUnavailableError) -> ApiError:
     )
 
 
-@router.post(
-    "/likes",
-    status_code=202,
-    response_model=EventAccepted,
-    responses={
-        **_ERRORS,
-        503: {"model": ErrorBody, "description": "Broker unavailable; see Retry-After"},
-    },
-    openapi_extra=_body_spec({JSON: {"schema": _LIKE_SCHEMA}, AVRO: {"schema": _AVRO_BODY}}),
-)
-async def post_like(request: Request) -> JSONResponse:
-    """Append one Like (JSON, or Avro single-object encoded); answers 202 once the broker
-    has acknowledged it."""
-    state = state_of(request)
-    kind = media_type(request, _SINGLE_TYPES)
-    body = await read_body(request, state.settings.ingest_max_body_bytes)
-    try:
-        if kind == JSON:
-            message, event_id = prepare_like(state, parse_json(body), now=now_ms())
-        else:
-            message, event_id = prepare_binary_like(state, body, now=now_ms())
-    except EventRejected as exc:
-        raise ApiError(422, "validation_failed", _summary(exc.fields), exc.fields) from None
-    charge_events(request, 1)
-    try:
-        delivery = await state.producer.send(
-            message.topic, message.key, message.value, message.timestamp_ms
-        )
-    except BrokerUnavailableError as exc:
-        raise _broker_error(exc) from None
-    return FastJSONResponse(
-        {
-            "event_id": event_id,
-            "topic": delivery.topic,
-            "partition": delivery.partition,
-            "offset": delivery.offset,
-        },
-        status_code=202,
-    )
-
-
-@router.post(
-    "/likes/batch",
-    status_code=202,
-    response_model=BatchAccepted,
-    responses={
-        **_ERRORS,
-        503: {
-            "model": BatchFailed,
-            "description": "The broker failed some events: `events` says which are in the log",
-        },
-    },
-    openapi_extra=_body_spec(
-        {
-            JSON: {"schema": {"type": "array", "items": _LIKE_SCHEMA, "minItems": 1}},
-            NDJSON: {"schema": {"type": "string", "description": "one Like JSON object per line"}},
-            AVRO_BATCH: {"schema": _AVRO_BATCH_BODY},
-        }
-    ),
-)
-async def post_like_batch(request: Request) -> JSONResponse:
-    """Append many Likes, all or none validated; answers 202 once all are acknowledged."""
+async def _post_batch(request: Request, model: EventModel) -> JSONResponse:
+    """Append many events of `model`'s type, all or none validated; answers 202 once all
+    are acknowledged."""
     state = state_of(request)
     settings = state.settings
     kind = media_type(request, _BATCH_TYPES)
     body = await read_body(request, settings.ingest_max_body_bytes)
-    prepare: Prepare = prepare_like
+    prepare: Prepare = prepare_event
     if kind == NDJSON:
         items = parse_ndjson(body)
     elif kind == AVRO_BATCH:
-        items = decode_batch(state.codec, split_batch(body, settings.ingest_max_batch_events))
-        prepare = prepared_decoded
+        split = split_batch(body, settings.ingest_max_batch_events)
+        items = decode_batch(state.codec, split, model.event_type)
+        prepare = prepare_decoded
     else:
         items = parse_json(body)
         if not isinstance(items, list):
@@ -172,7 +218,7 @@ async def post_like_batch(request: Request) -> JSONResponse:
         )
     if not items:
         raise ApiError(422, "validation_failed", "the batch holds no events")
-    messages, event_ids = _prepare_all(state, items, prepare)
+    messages, event_ids = _prepare_all(state, model, items, prepare)
     charge_events(request, len(items))  # after validation, as a single event: 422s are free
     outcomes = await state.producer.send_many(messages)
     results: list[dict[str, Any]] = []
@@ -207,18 +253,18 @@ async def post_like_batch(request: Request) -> JSONResponse:
 
 
 def _prepare_all(
-    state: Any, items: list[Any], prepare: Prepare
-) -> tuple[list[OutgoingMessage], list[str]]:
+    state: IngestState, model: EventModel, items: list[Any], prepare: Prepare
+) -> tuple[list[OutgoingMessage], list[str | None]]:
     """Validate and encode every event with `prepare`, or raise one 422 naming each bad
     index and field."""
     now = now_ms()
     messages: list[OutgoingMessage] = []
-    event_ids: list[str] = []
+    event_ids: list[str | None] = []
     problems: list[FieldError] = []
     bad_events = 0
     for index, item in enumerate(items):
         try:
-            message, event_id = prepare(state, item, now=now)
+            message, event_id = prepare(state, model, item, now=now)
         except EventRejected as exc:
             bad_events += 1
             problems.extend(f.model_copy(update={"index": index}) for f in exc.fields)
@@ -240,11 +286,3 @@ def _prepare_all(
 def _summary(fields: list[FieldError]) -> str:
     names = ", ".join(sorted({f.field or "(event)" for f in fields}))
     return f"the event is invalid ({names}); nothing was written"
-
-
-@router.post("/{event_type}", include_in_schema=False, response_model=None)
-@router.post("/{event_type}/batch", include_in_schema=False, response_model=None)
-async def unknown_event_type(event_type: str) -> NoReturn:
-    """Any other event type: 404 naming the known ones."""
-    known = ", ".join(f"/v1/events/{name}" for name in KNOWN_EVENT_TYPES)
-    raise ApiError(404, "unknown_event_type", f"no event type {event_type!r}; known: {known}")

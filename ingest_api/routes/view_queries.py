@@ -31,7 +31,7 @@ from ingest_api.routes.views import (
     rfc3339,
 )
 from logstream.aggregates import Kind
-from logstream.stores.base import Summary
+from logstream.stores.base import Summary, window_bounds
 from logstream.view import View
 
 __all__ = ["view_query_router"]
@@ -154,8 +154,12 @@ def _endpoints(view: View) -> list[tuple[str, Any, str]]:
             str,
             Query(description=f"a multiple of {view.bucket_ms} ms: e.g. 1h, 15m, 1d or ms"),
         ],
-        since: Annotated[str, Query(description="RFC 3339 or epoch ms (inclusive)")],
-        until: Annotated[str, Query(description="RFC 3339 or epoch ms (exclusive)")],
+        since: Annotated[
+            str, Query(description="RFC 3339 or epoch ms (inclusive; widened to whole windows)")
+        ],
+        until: Annotated[
+            str, Query(description="RFC 3339 or epoch ms (exclusive; widened to whole windows)")
+        ],
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
         cursor: Annotated[str | None, Query(description="next_cursor of the last page")] = None,
         series: Series = None,
@@ -169,6 +173,9 @@ def _endpoints(view: View) -> list[tuple[str, Any, str]]:
             raise bad_param("until", "must be later than since")
         after = decode_cursor(cursor)
         name = _series_of(view, series)
+        # Whole windows only: the range answered is since floored and until ceiled to the
+        # window size, and the answer says so (as key and top do with buckets).
+        since_ms, until_ms = window_bounds(size_ms, since_ms, until_ms, None)
         readers, store, version = open_view(request, view, wait_for, wait_ms)
         rows = store.window_summaries(name, key, size_ms, since_ms, until_ms, limit + 1, after)
         more = len(rows) > limit

@@ -21,6 +21,7 @@ from consumers import likes_by_window as by_window
 from ingest_api.errors import ApiError
 from ingest_api.query_params import MAX_TIME_MS, bad_param, parse_time_param, parse_wait_for
 from ingest_api.view_readers import ViewReaders
+from logstream.errors import LogstreamError
 from logstream.freshness import freshness_of
 from logstream.stores.base import ViewStore
 from logstream.topics import resolve_topics
@@ -159,13 +160,22 @@ def describe(view: View) -> dict[str, Any]:
 
 @router.get("")
 def list_views(request: Request) -> dict[str, Any]:
-    """Every registered view with its freshness."""
+    """Every registered view with its freshness (a view whose store cannot be read says
+    why in `error`, with `freshness` null), and every broken registration with its error."""
     readers = _readers(request)
     items = []
     for name, view in request.app.state.views.items():
-        store, version = readers.resolve(view)
-        items.append(answer(readers, view, store, version, {"name": name, **describe(view)}))
-    return {"views": items}
+        item = {"name": name, **describe(view)}
+        try:
+            store, version = readers.resolve(view)
+            items.append(answer(readers, view, store, version, item))
+        except LogstreamError as exc:  # e.g. a store of another shape: this view only
+            items.append({**item, "error": str(exc), "freshness": None})
+    broken = [
+        {"origin": b.origin, "error": b.error}
+        for b in getattr(request.app.state, "broken_views", [])
+    ]
+    return {"views": items, "broken": broken}
 
 
 @router.get("/likes-by-url")

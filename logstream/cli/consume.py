@@ -13,7 +13,7 @@ from logstream.codec import Codec
 from logstream.gc_tuning import freeze_startup_heap
 from logstream.logs import configure_logging, set_log_context
 from logstream.metrics.hooks import ConsumerHooks
-from logstream.registry import registered_views, resolve_view
+from logstream.registry import registered_views, resolve_view, view_registry
 from logstream.runtime import RunResult, ViewRunner
 from logstream.runtime.bounded import call_bounded
 from logstream.runtime.plan import partition_lags
@@ -140,10 +140,12 @@ def consume(
 
 
 def views() -> None:
-    """List each view version: group, stored offsets, lag, dead letters, skipped ranges."""
+    """List each view version: group, stored offsets, lag, dead letters, skipped ranges;
+    then each broken registration with its error."""
     settings = load_settings()
     registry = VersionRegistry(settings)
-    for name, spec in registered_views(settings).items():
+    found = view_registry(settings)
+    for name, spec in found.views.items():
         current = registry.current(name)
         for version in registry.versions(name):
             namespace = VersionRegistry.namespace(name, version)
@@ -167,6 +169,8 @@ def views() -> None:
                 )
             for topic, partition, start, end in stats.skipped:
                 say(f"  skipped {topic}[{partition}] offsets {start}..{end - 1}")
+    for broken in found.broken:
+        say(f"broken: {broken.error}")
 
 
 def lag(

@@ -29,17 +29,47 @@ EXIT_REFUSED = 4
 def rebuild(
     view: Annotated[str, typer.Argument(help="view name or module:attribute")],
     progress: Annotated[bool, typer.Option(help="progress bar on a terminal")] = True,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue an unfinished rebuild of VIEW")
+    ] = False,
 ) -> None:
-    """Build a new version of VIEW from the earliest offset, beside the current one."""
+    """Build a new version of VIEW from the earliest offset, beside the current one.
+
+    A rebuild that did not catch up (a crash, a view-code error) is refused rather than
+    left half built beside a new one: `--resume` continues it from its stored offsets, or
+    `logstream drop VIEW --version vN` deletes it."""
     settings = load_settings()
     spec = resolve_view(view, settings)
     view = spec.name
-    version = VersionRegistry(settings).create_next(view)
-    say(
-        f"building {view} {version} (group {VersionRegistry.namespace(view, version)}) "
-        "from the earliest offset; the current version keeps answering"
-    )
+    registry = VersionRegistry(settings)
+    unfinished = registry.unfinished(view)
+    if resume:
+        if not unfinished:
+            raise fail(f"{view} has no unfinished rebuild to resume", EXIT_REFUSED)
+        version = unfinished[-1]
+        say(f"resuming {view} {version} (group {VersionRegistry.namespace(view, version)})")
+    elif unfinished:
+        version = unfinished[-1]
+        raise fail(
+            f"{view} {version} is an unfinished rebuild (group "
+            f"{VersionRegistry.namespace(view, version)}, never caught up): continue it with "
+            f"`logstream rebuild {view} --resume`, or delete it with "
+            f"`logstream drop {view} --version {version}` and rebuild",
+            EXIT_REFUSED,
+        )
+    else:
+        version = registry.start_building(view)
+        say(
+            f"building {view} {version} (group {VersionRegistry.namespace(view, version)}) "
+            "from the earliest offset; the current version keeps answering"
+        )
     namespace, result = run_view(settings, spec, version, until_caught_up=True, progress=progress)
+    if not result.caught_up:  # stopped (a signal): it stays unfinished
+        raise fail(
+            f"{namespace}: stopped before catching up; continue with "
+            f"`logstream rebuild {view} --resume`"
+        )
+    registry.finish_building(view, version)
     say(f"{namespace}: caught up after {result.events_applied} event(s)")
     say(f"keep it live: logstream consume {view} --version {version}")
     say(f"switch queries: logstream promote {view} --version {version}")

@@ -1,5 +1,13 @@
 """Dead letters: messages a view cannot decode or apply go to `<topic>.dlq`, with headers
-naming the error, the view and the origin, so processing continues and nothing is lost."""
+naming the error, the view and the origin, so processing continues and nothing is lost.
+
+The runtime holds a dead letter with the batch it was found in (`hold`) and produces it
+only when that batch is handed to the commit step (`release`): a batch that is dropped
+instead (a stop on a view-code error, lost partitions, a fenced flush) drops its dead
+letters too (`discard`), since its messages are read, and dead-lettered, again after the
+restart. So the `.dlq` topic holds one copy of each. (A flush given up *after* its dead
+letters were acknowledged, e.g. a stop while the store is down, still re-produces them
+after the restart: the origin headers identify such a copy.)"""
 
 from __future__ import annotations
 
@@ -30,17 +38,40 @@ class DeadLetters:
         self._settings = settings
         self._view = view_name
         self._producer: Producer | None = None
+        self._held: list[tuple[Message, str, str]] = []  # (message, error, its class)
         self._failures: list[str] = []
         # Delivery reports arrive on the consume thread (poll), flush runs on the commit one.
         self._failures_lock = threading.Lock()
 
     def send(self, msg: Message, error: Exception) -> None:
+        """Produce a dead letter now (`flush` waits for it)."""
+        self._produce(msg, f"{type(error).__name__}: {error}", type(error).__name__)
+
+    def hold(self, msg: Message, error: Exception) -> None:
+        """Hold a dead letter with the current batch (produced by `release`)."""
+        self._held.append((msg, f"{type(error).__name__}: {error}", type(error).__name__))
+
+    def discard(self) -> int:
+        """Forget the held dead letters: their batch is dropped and will be read again."""
+        count = len(self._held)
+        self._held = []
+        return count
+
+    def release(self) -> int:
+        """Produce the held dead letters: their batch is being handed to the commit step,
+        whose `flush` waits for them before the store's offsets move. Returns how many."""
+        held, self._held = self._held, []
+        for msg, error, error_class in held:
+            self._produce(msg, error, error_class)
+        return len(held)
+
+    def _produce(self, msg: Message, error: str, error_class: str) -> None:
         if self._producer is None:
             self._producer = Producer(dead_letter_producer_config(self._settings))
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         headers: list[tuple[str, str | bytes | None]] = [
-            ("logstream.error", f"{type(error).__name__}: {error}"[:1000].encode()),
-            ("logstream.error.class", type(error).__name__.encode()),
+            ("logstream.error", error[:1000].encode()),
+            ("logstream.error.class", error_class.encode()),
             ("logstream.view", self._view.encode()),
             ("logstream.origin.topic", str(topic).encode()),
             ("logstream.origin.partition", str(partition).encode()),

@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
-
-from logstream.aggregate_states import Folder
 from logstream.stores.base import Counter, Flush, Position, SeriesKey
 
-__all__ = ["PendingBatch", "fold_event"]
+__all__ = ["PendingBatch"]
 
 TopicPartitionKey = tuple[str, int]
 
 
-def fold_event(
-    counters: dict[SeriesKey, Counter],
-    folder: Folder,
-    keys: Iterable[SeriesKey],
-    record: Mapping[str, Any],
-    ts: int,
-    partition: int,
-    offset: int,
-) -> None:
-    """Count one event on each of its cells and fold its fields into their aggregates (a
-    view that declares aggregates; the runner counts the others inline, as cheaply as can be).
-    """
-    folder.fold_event(counters, keys, record, ts, partition, offset)
-
-
 class PendingBatch:
-    """Counter deltas per (series, key, bucket) plus, per partition, where the batch started
+    """Counter deltas per (series, key, bucket) (with their aggregate states, folded by
+    `logstream.aggregate_states.Folder.fold_event`) plus, per partition, where the batch started
     (the stored offset, for fencing) and the next offset to read after it."""
 
     def __init__(self) -> None:

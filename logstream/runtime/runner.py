@@ -46,7 +46,8 @@ from logstream.runtime.committer import Committer
 from logstream.runtime.dedupe import EventIdWindow
 from logstream.runtime.dlq import DeadLetters
 from logstream.runtime.kafka_offsets import KafkaOffsetCommits
-from logstream.runtime.pending import PendingBatch, fold_event
+from logstream.runtime.pending import PendingBatch
+from logstream.runtime.view_output import aggregate_value_check, key_check
 from logstream.runtime.watchdog import Watch, Watchdog, exit_process
 from logstream.settings import Settings
 from logstream.stores.base import Counter, Position, ViewStore
@@ -134,6 +135,9 @@ class ViewRunner:
         aggregates = tuple(getattr(view, "aggregates", ()))
         # None: the view declares no aggregates and `_apply` only counts (its fast path).
         self._folder = Folder(aggregates) if aggregates else None
+        # What the view's code returns is checked before it touches a cell (view_output).
+        self._check_keys = key_check(view)
+        self._check_values = aggregate_value_check(aggregates)
         self.result = RunResult()
         self._consumer: Consumer | None = None
         self._committer: Committer | None = None
@@ -207,7 +211,7 @@ class ViewRunner:
         self._settle(consumer, in_rebalance=True)
         self._held = None
         log.warning("%s: partitions lost; dropping the unflushed batch", self.group_id)
-        self._pending.clear()
+        self._drop_batch()
         self._forget([(tp.topic, tp.partition) for tp in partitions])
         self._assigned.clear()
         self._assignment_seen = False
@@ -325,7 +329,9 @@ class ViewRunner:
         window = self._event_ids
         id_field = self.view.event_id_field or ""  # only read when the window exists
         warming = window.warm_until if window is not None else None
-        folder = self._folder
+        fold = self._folder.fold_event if self._folder is not None else None
+        check_keys = self._check_keys
+        check_values = self._check_values
         max_ms = pending.max_event_ms if pending.max_event_ms is not None else -(2**63)
         applied = skipped = duplicates = 0
         for msg in messages:
@@ -368,16 +374,21 @@ class ViewRunner:
                 keys = keys_of(record, ts)
                 if not isinstance(keys, tuple | list):  # a generator raises while iterated
                     keys = list(keys)
+                if check_keys is not None:  # keys of the wrong shape: the view's bug too
+                    check_keys(keys)
+                if check_values is not None:  # a sum over text: before any cell is touched
+                    check_values(record)
             except Exception as exc:
                 if not dead_letter_bugs:
                     raise self._view_failed(tp, offset, exc) from exc
                 self._dead_letter(msg, exc)
                 next_offsets[tp] = offset + 1
                 continue
-            if folder is not None:
+            if fold is not None:  # the view declares aggregates
                 try:
-                    fold_event(counters, folder, keys, record, ts, tp[1], offset)
+                    fold(counters, keys, record, ts, tp[1], offset)
                 except Exception as exc:  # cells may be half folded: stop, whatever the policy
+                    # (field types were checked above, so this is not the event's fault)
                     raise self._view_failed(tp, offset, exc) from exc
             else:
                 for key in keys:
@@ -413,14 +424,20 @@ class ViewRunner:
             error,
             "".join(traceback.format_exception(exc)).rstrip(),
         )
-        self._pending.clear()
+        self._drop_batch()
         self._stopping = True
         return error
 
     def _dead_letter(self, msg: Message, exc: Exception) -> None:
-        self._dead_letters.send(msg, exc)
+        """Hold a dead letter with the batch: produced and counted only if the batch is
+        flushed (a dropped batch is read, and dead-lettered, again: see runtime.dlq)."""
+        self._dead_letters.hold(msg, exc)
         self._pending.dead_letters += 1
-        self.result.dead_letters += 1
+
+    def _drop_batch(self) -> None:
+        """Forget the unflushed batch, its dead letters included (its events are read again)."""
+        self._pending.clear()
+        self._dead_letters.discard()
 
     def _event_time_from_value(self, msg: Message, record_ms: int) -> int:
         """The event time of a record written without a timestamp, from its value."""
@@ -455,6 +472,7 @@ class ViewRunner:
             if self._event_ids is not None:
                 ranges, expire = self._event_ids.close_ranges(pending.next_offsets)
                 flush = dataclasses.replace(flush, event_ids=ranges, event_ids_expire=expire)
+            self.result.dead_letters += self._dead_letters.release()
             pending.committed()  # the next batch is fenced on these offsets
             committer.submit(flush)
             self.result.flushes += 1
@@ -484,7 +502,7 @@ class ViewRunner:
                 log.warning(
                     "%s: flush fenced (%s); rewinding to stored offsets", self.group_id, exc
                 )
-                self._pending.clear()
+                self._drop_batch()
                 self._rewind(consumer)
                 return False
             # Waiting on a live commit thread is progress; its attempt is watched on its own.
@@ -506,7 +524,7 @@ class ViewRunner:
         """Abandon the in-flight flush and drop the batch read since (both unstored)."""
         committer.abandon()
         dropped = self._pending.events
-        self._pending.clear()
+        self._drop_batch()
         log.warning(
             "%s: %s before the in-flight flush could land; gave it up with %d unflushed "
             "event(s): the store's offsets did not move, so they are read again",

@@ -13,7 +13,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+
+if TYPE_CHECKING:
+    from logstream.aggregates import Aggregate
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -194,6 +197,7 @@ class ViewStore(Protocol):
     """What the consumer runtime and the query API need from a store."""
 
     totals_series: frozenset[str]
+    aggregates: tuple[Aggregate, ...]  # what each bucket keeps besides its count
 
     def commit(self, flush: Flush) -> None:
         """Apply deltas, positions, DLQ count and max event time in one fenced transaction."""

@@ -48,8 +48,9 @@ def sqlite_path(store_url: str | None, data_dir: Path, namespace: str) -> Path:
 def open_view_store(
     store_url: str | None, data_dir: Path, view: View, namespace: str | None = None
 ) -> ViewStore:
-    """The store of `view` (or of its side-by-side `namespace`), laid out as the view asks."""
-    return open_store(
+    """The store of `view` (or of its side-by-side `namespace`), laid out as the view asks;
+    a store written by a view of another shape (bucket_ms, series, key field) is refused."""
+    store = open_store(
         store_url,
         data_dir,
         namespace or view.namespace(),
@@ -57,6 +58,19 @@ def open_view_store(
         time_index=view.time_index,
         aggregates=tuple(getattr(view, "aggregates", ())),
     )
+    check_shape = getattr(store, "check_shape", None)
+    if check_shape is not None:
+        shape = {
+            "bucket_ms": view.bucket_ms,
+            "series": sorted(view.series),
+            "key_field": getattr(view, "_key_field", None),
+        }
+        try:
+            check_shape(shape)
+        except BaseException:
+            store.close()
+            raise
+    return store
 
 
 def open_store(

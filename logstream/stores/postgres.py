@@ -184,11 +184,6 @@ class PostgresViewStore(SQLViewStore):
             self._conn = None
         conn = _connect(self._dsn)
         try:
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.schema,))
-                conn.execute(
-                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
-                )
             conn.execute("SELECT set_config('search_path', %s, false)", (f'"{self.schema}"',))
         except psycopg.Error as exc:
             conn.close()
@@ -233,6 +228,7 @@ class PostgresViewStore(SQLViewStore):
     def _serialize_layout(self, tx: Tx) -> None:
         # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalogue.
         tx.run("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.schema,))
+        tx.run(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
 
     def _migrate_dialect(self, tx: Tx, version: int) -> None:
         """Layouts before v3 kept the skipped ranges' time as `recorded_at timestamptz`;

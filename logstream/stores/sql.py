@@ -161,7 +161,9 @@ class SQLViewStore(BaseViewStore):
         self.namespace = namespace
         self.time_index = time_index
         self.layout = Layout(self.aggregates)
-        self._folder = Folder(self.aggregates)
+        folder = Folder(self.aggregates)
+        self._build_rows = folder.rows
+        self._merge_cells = folder.merge
         self._bucket_cols = _BASE_BUCKET + self.layout.names
         self._total_cols = _BASE_TOTAL + self.layout.names
 
@@ -319,31 +321,40 @@ class SQLViewStore(BaseViewStore):
                 f"`logstream rebuild {view}`"
             )
 
+    def check_shape(self, shape: Mapping[str, Any]) -> None:
+        """Refuse a view whose rows would mean something else than this store's.
+
+        The store records the shape (bucket size, series, key field) of the view that first
+        opened it; another shape would mix buckets or keys of two meanings."""
+        wanted = json.dumps(shape, sort_keys=True)
+        with self._transaction("read", write=False) as tx:
+            stored = self._meta(tx).get("view_shape")
+        if stored is None:  # a new store, or one from before shapes were recorded
+            with self._transaction("record the view's shape", write=True) as tx:
+                tx.run(
+                    "INSERT INTO meta (key, value) VALUES ('view_shape', %s) "
+                    "ON CONFLICT (key) DO NOTHING",
+                    (wanted,),
+                )
+                stored = self._meta(tx).get("view_shape", wanted)
+        if stored != wanted:
+            view = (self.namespace or "VIEW").partition("@")[0]
+            raise StoreError(
+                f"{self.where} holds rows of a view shaped {stored}, the view declares "
+                f"{wanted}: recreate the store from the log with `logstream rebuild {view}`"
+            )
+
     # -- writes --------------------------------------------------------------------------
 
-    def _rows(
-        self, deltas: Mapping[SeriesKey, Counter]
-    ) -> tuple[list[tuple[Any, ...]], list[list[Any]]]:
-        """Deltas as bucket rows (all columns), and each row's states in stored form."""
-        if not self.aggregates:
-            rows = [
-                (series, key, bucket, c.count, c.first_ms, c.last_ms)
-                for (series, key, bucket), c in deltas.items()
-            ]
-            return rows, []
-        stored, encode = self._folder.stored, self.layout.encode
-        empty = self._folder.empty()
-        states = [stored(c.aggs if c.aggs is not None else empty) for c in deltas.values()]
-        rows = [
-            (series, key, bucket, c.count, c.first_ms, c.last_ms, *encode(state))
-            for ((series, key, bucket), c), state in zip(deltas.items(), states, strict=True)
-        ]
-        return rows, states
+    def _rows(self, deltas: Mapping[SeriesKey, Counter]) -> list[tuple[Any, ...]]:
+        """Deltas as bucket rows: all columns, aggregate states in stored form."""
+        return self._build_rows(deltas.items())
 
     def _total_rows(
-        self, rows: list[tuple[Any, ...]], states: list[list[Any]]
+        self, deltas: Mapping[SeriesKey, Counter], rows: list[tuple[Any, ...]]
     ) -> list[tuple[Any, ...]]:
-        """Bucket rows folded per (series, key) of a totals series."""
+        """Bucket deltas (and their rows, in the same order) folded per (series, key) of a
+        totals series."""
         totals = self.totals_series
         if not totals:
             return []
@@ -367,30 +378,21 @@ class SQLViewStore(BaseViewStore):
             if row[0] in totals:
                 groups.setdefault((row[0], row[1]), []).append(i)
         out: list[tuple[Any, ...]] = []
-        encode = self.layout.encode
+        cells = list(deltas.values())
+        merged: list[tuple[SeriesKey, Counter]] = []
         for (series, key), members in groups.items():
             if len(members) == 1:  # most keys: the bucket row is the totals delta
-                row = rows[members[0]]
-                out.append((series, key, *row[3:]))
-                continue
-            merged = merge_all(self.aggregates, [states[i] for i in members])
-            out.append(
-                (
-                    series,
-                    key,
-                    sum(rows[i][3] for i in members),
-                    min(rows[i][4] for i in members),
-                    max(rows[i][5] for i in members),
-                    *encode(merged),
-                )
-            )
+                out.append((series, key, *rows[members[0]][3:]))
+            else:
+                merged.append(((series, key, 0), self._merge_cells([cells[i] for i in members])))
+        out += [(r[0], r[1], *r[3:]) for r in self._build_rows(merged)]
         return out
 
     def commit(self, flush: Flush) -> None:
         """Apply a flush atomically; StaleOffsetError (nothing applied) if fenced."""
         self._check_flush(flush)
-        rows, states = self._rows(flush.deltas)
-        totals = self._total_rows(rows, states)
+        rows = self._rows(flush.deltas)
+        totals = self._total_rows(flush.deltas, rows)
         with self._transaction("commit to", write=True) as tx:
             self._fence(tx, flush)
             if rows:
@@ -471,14 +473,16 @@ class SQLViewStore(BaseViewStore):
         cols = self.columns_of(table)
         returned = self._upsert(tx, table, rows, keys + [c for _i, c, _k in distinct])
         nkeys = len(keys)
-        index = {tuple(r[:nkeys]): r for r in rows}
+        index = {r[:nkeys]: r for r in rows}
         for j, (_i, column, lg_k) in enumerate(distinct):
             pos = cols.index(column)
             updates = []
             for got in returned:
-                mine = index[tuple(got[:nkeys])][pos]
-                stored = None if got[nkeys + j] is None else bytes(got[nkeys + j])
-                merged = union_bytes(stored, mine, lg_k)
+                mine = index[got[:nkeys]][pos]
+                stored = got[nkeys + j]
+                if stored is None or mine is None or stored == mine:
+                    continue  # a new row holds `mine` already; or nothing to add
+                merged = union_bytes(bytes(stored), mine, lg_k)
                 if merged != stored:
                     updates.append((*got[:nkeys], merged))
             if updates:
@@ -767,22 +771,33 @@ class SQLViewStore(BaseViewStore):
         limit: int,
         after_start_ms: int | None = None,
     ) -> list[tuple[int, Summary]]:
-        """Like `windows`, with each window's whole summary (folded in Python)."""
+        """Like `windows`, with each window's whole summary (folded in Python).
+
+        The rows read are bounded by the limit: the first `limit` non-empty windows are found
+        in SQL (GROUP BY ... LIMIT), then only their buckets are read."""
         lo, hi = window_bounds(size_ms, since_ms, until_ms, after_start_ms)
         if limit <= 0 or lo >= hi:
             return []
         cols = ", ".join(["bucket_ms", "count", "first_ms", "last_ms", *self.layout.names])
+        size = "CAST(%s AS BIGINT)"
         with self._transaction("read", write=False) as tx:
+            last = tx.rows(
+                f"SELECT max(ws) FROM (SELECT bucket_ms - ((bucket_ms %% {size}) + {size}) "
+                f"%% {size} AS ws FROM buckets WHERE series = %s AND key = %s "
+                "AND bucket_ms >= CAST(%s AS BIGINT) AND bucket_ms < CAST(%s AS BIGINT) "
+                "GROUP BY ws ORDER BY ws LIMIT %s) AS w",
+                (size_ms, size_ms, size_ms, series, key, lo, hi, limit),
+            )[0][0]
+            if last is None:
+                return []
             rows = tx.rows(
                 f"SELECT {cols} FROM buckets WHERE series = %s AND key = %s "
                 "AND bucket_ms >= %s AND bucket_ms < %s ORDER BY bucket_ms",
-                (series, key, lo, hi),
+                (series, key, lo, min(hi, int(last) + size_ms)),
             )
         grouped: dict[int, list[Sequence[Any]]] = {}
         for row in rows:
             start = int(row[0]) - int(row[0]) % size_ms
-            if start not in grouped and len(grouped) == limit:
-                break
             grouped.setdefault(start, []).append(row[1:])
         out: list[tuple[int, Summary]] = []
         for start, group in grouped.items():

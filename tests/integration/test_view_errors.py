@@ -66,7 +66,15 @@ def poisoned_log(kafka_bootstrap, make_topic, admin, codec):
     return topic, events
 
 
-def _write_view(root: Path, package: str, topic: str, *, buggy: bool, on_error: str = "stop"):
+def _write_view(
+    root: Path,
+    package: str,
+    topic: str,
+    *,
+    buggy: bool,
+    on_error: str = "stop",
+    entry_point: bool = True,
+):
     forget_package(package)
     write_view_package(
         root,
@@ -78,7 +86,7 @@ def _write_view(root: Path, package: str, topic: str, *, buggy: bool, on_error: 
             topic=topic,
             on_error=on_error,
         ),
-        entry_points={"visits": f"{package}.views:visits"},
+        entry_points={"visits": f"{package}.views:visits"} if entry_point else None,
     )
 
 
@@ -174,13 +182,14 @@ def test_cli_exits_5_with_the_offset_then_resumes_after_the_fix(
     topic, events = poisoned_log
     package = unique_name("uv").replace("-", "_")
     src = tmp_path / "src"
-    _write_view(src, package, topic, buggy=True)
+    _write_view(src, package, topic, buggy=True, entry_point=False)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("LOGSTREAM_")},
         "PYTHONPATH": os.pathsep.join([str(src), str(REPO)]),
         "LOGSTREAM_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "LOGSTREAM_DATA_DIR": str(tmp_path / "data"),
         "LOGSTREAM_CONSUME_BATCH_SIZE": "50",
+        "LOGSTREAM_FLUSH_MAX_KEYS": "20",  # flushes land before the bug (a rebuild resumes)
     }
     reference = f"{package}.views:visits"
     command = [sys.executable, "-m", "logstream", "consume", reference]
@@ -197,13 +206,26 @@ def test_cli_exits_5_with_the_offset_then_resumes_after_the_fix(
     assert last.startswith("error: view 'visits-") and f"{topic}[0] offset {BAD_EVENT + 1}" in last
     assert "Traceback" in failed.stderr and "no_such_field" in failed.stderr
 
-    _write_view(src, package, topic, buggy=False)
+    # A rebuild stopped by the bug is not left half built beside a new one: a second
+    # rebuild is refused, naming what to do; after the fix, --resume continues it (below).
+    logstream = [sys.executable, "-m", "logstream"]
+    half = run([*logstream, "rebuild", reference, "--no-progress"])
+    assert half.returncode == 5, half.stderr
+    again = run([*logstream, "rebuild", reference, "--no-progress"])
+    assert again.returncode == 4, again.stderr
+    refusal = again.stderr.strip().splitlines()[-1]
+    assert "v2 is an unfinished rebuild" in refusal and "--resume" in refusal
+    assert "--version v2" in refusal
+
+    _write_view(src, package, topic, buggy=False, entry_point=False)
     done = run(command)
     assert done.returncode == 0, done.stderr
     assert "caught up" in done.stdout
-    # Registered through LOGSTREAM_VIEWS, the view is known by its name to every command
-    # (found twice, with its entry point: one view).
+    # Not registered (no entry point yet, no LOGSTREAM_VIEWS): unknown by its name.
     name = f"visits-{package[-6:]}"
+    unknown = run([sys.executable, "-m", "logstream", "lag", name, "--json"])
+    assert unknown.returncode == 1 and f"unknown view '{name}'" in unknown.stderr
+    # Registered through LOGSTREAM_VIEWS alone, it is known by its name to every command.
     listing = run(
         [sys.executable, "-m", "logstream", "lag", name, "--json"], LOGSTREAM_VIEWS=reference
     )
@@ -212,16 +234,24 @@ def test_cli_exits_5_with_the_offset_then_resumes_after_the_fix(
     assert [(r["group"], r["stored_offset"], r["lag"]) for r in rows] == [
         (name, len(events) + 1, 0)
     ]
-    # Its package's entry point (the dist-info on PYTHONPATH) registers it as well.
+    # Its package's entry point (the dist-info on PYTHONPATH) alone registers it as well;
+    # with LOGSTREAM_VIEWS too, the same declaration found twice is one view.
+    _write_view(src, package, topic, buggy=False, entry_point=True)
     by_entry_point = run([sys.executable, "-m", "logstream", "lag", name, "--json"])
     assert by_entry_point.returncode == 0, by_entry_point.stderr
     assert json.loads(by_entry_point.stdout) == rows
+    both = run(
+        [sys.executable, "-m", "logstream", "lag", name, "--json"], LOGSTREAM_VIEWS=reference
+    )
+    assert both.returncode == 0 and json.loads(both.stdout) == rows, both.stderr
 
-    # Rebuild, promote, drop and backfill take the reference too.
-    logstream = [sys.executable, "-m", "logstream"]
-    rebuilt = run([*logstream, "rebuild", reference, "--no-progress"])
+    # Rebuild (resumed), promote, drop and backfill take the reference too.
+    rebuilt = run([*logstream, "rebuild", reference, "--no-progress", "--resume"])
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert f"{name}@v2: caught up after {len(events)} event(s)" in rebuilt.stdout
+    assert f"resuming {name} v2" in rebuilt.stdout
+    half_built = int(rebuilt.stdout.split("caught up after ")[1].split()[0])
+    assert 0 < half_built < len(events)  # went on from where the stopped rebuild was
+    assert run([*logstream, "rebuild", reference, "--resume"]).returncode == 4  # none left
     promoted = run([*logstream, "promote", reference])
     assert promoted.returncode == 0 and "queries now read v2" in promoted.stdout, promoted.stderr
     dropped = run([*logstream, "drop", reference, "--version", "v1"])

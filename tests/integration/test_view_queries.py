@@ -35,6 +35,13 @@ url_stats = View(
                 max_of("occurred_at", name="newest"), latest("user_id", name="last_user"),
                 sum_of("occurred_at", name="time_sum")),
 )
+reshaped = View(name="reshaped", topics=("{topic}",), bucket_ms=HOUR_MS, key="url",
+                aggregates=(sum_of("occurred_at", name="time_sum"),))
+"""
+RESHAPED_BEFORE = """
+from logstream.view import HOUR_MS, View
+
+reshaped = View(name="reshaped", topics=("{topic}",), bucket_ms=HOUR_MS, key="url")
 """
 
 
@@ -52,14 +59,19 @@ def built(kafka_bootstrap, tmp_path_factory):
     create_topics(admin, [TopicSpec(topic, 3, 1, {})], timeout_s=60)
     produce_likes(kafka_bootstrap, topic, generate_likes(3_000, seed=8, urls=30), codec)
     log = read_log(kafka_bootstrap, topic, codec, 3)
-    write_view_package(root / "src", PACKAGE, SOURCE.format(topic=topic))
+    package = write_view_package(root / "src", PACKAGE, SOURCE.format(topic=topic))
+    # A module that raises on import, and a view whose store was built with another shape:
+    # neither may take the API down (GET /v1/views lists them with their errors).
+    (package / "broken.py").write_text("raise ValueError('the user module is broken')\n")
+    (package / "before.py").write_text(RESHAPED_BEFORE.format(topic=topic))
     with pytest.MonkeyPatch.context() as patch:
         patch.syspath_prepend(str(root / "src"))
         settings = Settings(
             bootstrap_servers=kafka_bootstrap,
             data_dir=root / "data",
-            views=f"{PACKAGE}.views:url_stats",
+            views=f"{PACKAGE}.views:url_stats,{PACKAGE}.broken:v,{PACKAGE}.views:reshaped",
         )
+        open_view_store(None, settings.data_dir, resolve_view(f"{PACKAGE}.before:reshaped")).close()
         user_view = resolve_view("url-stats", settings)
         for view in (user_view, VIEWS["likes-by-window"]):
             with open_view_store(None, settings.data_dir, view) as store:
@@ -159,9 +171,13 @@ def test_top_by_count_and_by_an_aggregate(built):
 
 
 def test_windows_of_any_bucket_multiple_page_exactly(built):
+    """Unaligned since/until inside the data: the answer covers whole windows, from since
+    floored to until ceiled to the size, and says so."""
     client, log, _topic = built
     events = _with_positions(log)
     url = events[0]["url"]
+    since = BASE_MS + DAY_MS + 37 * 60_000 + 5_000
+    until = BASE_MS + 4 * DAY_MS + 17 * 60_000
     cases = [
         ("url-stats", {"url": url}, "2h", 2 * HOUR_MS, [e for e in events if e["url"] == url]),
         ("likes-by-window", {"url": ""}, "15m", 15 * 60_000, events),  # a built-in, all URLs
@@ -174,20 +190,19 @@ def test_windows_of_any_bucket_multiple_page_exactly(built):
         ),
     ]
     for name, key, size, size_ms, chosen in cases:
+        lo, hi = since // size_ms * size_ms, -(-until // size_ms) * size_ms
+        assert (lo, hi) != (since, until)
         want: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for e in chosen:
-            want[rfc3339(e["occurred_at"] // size_ms * size_ms)].append(e)
-        params = {
-            **key,
-            "size": size,
-            "since": str(BASE_MS - 5 * DAY_MS),
-            "until": "2026-02-01T00:00:00Z",
-            "limit": 9,
-        }
+            if lo <= e["occurred_at"] < hi:
+                want[rfc3339(e["occurred_at"] // size_ms * size_ms)].append(e)
+        assert len(want) < len({e["occurred_at"] // size_ms for e in chosen})  # range matters
+        params = {**key, "size": size, "since": rfc3339(since), "until": str(until), "limit": 9}
         got: dict[str, dict[str, Any]] = {}
         pages = 0
         while True:
             body = client.get(f"/v1/views/{name}/windows", params=params).json()
+            assert (body["since"], body["until"]) == (rfc3339(lo), rfc3339(hi))
             pages += 1
             for w in body["windows"]:
                 assert w["start"] not in got
@@ -277,8 +292,23 @@ def test_read_your_writes_and_the_listing(built):
         params={"wait_for": f"{topic}:0:{len(log[0]) + 50}", "wait_ms": 200},
     )
     assert late.status_code == 504 and late.json()["error"]["code"] == "not_yet_applied"
-    views = {v["name"]: v for v in client.get("/v1/views").json()["views"]}
-    assert set(views) == {"likes-by-url", "likes-by-user", "likes-by-window", "url-stats"}
+    listing = client.get("/v1/views")
+    assert listing.status_code == 200, listing.text
+    views = {v["name"]: v for v in listing.json()["views"]}
+    assert set(views) == {
+        "likes-by-url",
+        "likes-by-user",
+        "likes-by-window",
+        "url-stats",
+        "reshaped",
+    }
+    # A store of another shape is this view's error, not the listing's.
+    assert views["reshaped"]["freshness"] is None
+    assert "logstream rebuild reshaped" in views["reshaped"]["error"]
+    assert views["url-stats"]["freshness"]["view_version"] == "v1"
+    [broken] = listing.json()["broken"]
+    assert broken["origin"] == f"LOGSTREAM_VIEWS reference '{PACKAGE}.broken:v'"
+    assert "ValueError: the user module is broken" in broken["error"]
     assert views["url-stats"]["rankable"] == ["count", "users", "oldest", "newest", "time_sum"]
     assert views["likes-by-user"]["key"] == "user_id"
     spec = client.get("/openapi.json").json()["paths"]

@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 from logstream.aggregate_states import Folder, canonical_sketch
 from logstream.aggregates import DEFAULT_HLL_LG_K, distinct, latest, max_of, min_of, sum_of
 from logstream.errors import StoreError
-from logstream.runtime.pending import fold_event
 from logstream.stores import (
     Counter,
     Flush,
@@ -64,13 +63,13 @@ def batch_deltas(folder: Folder, events: list[Ev]) -> dict[SeriesKey, Counter]:
     """What the runtime's pending batch holds after applying `events` (its fold code)."""
     counters: dict[SeriesKey, Counter] = {}
     for e in events:
-        fold_event(counters, folder, keys_of(e), e.record, e.ts, e.partition, e.offset)
+        folder.fold_event(counters, keys_of(e), e.record, e.ts, e.partition, e.offset)
     return counters
 
 
 def build(store: ViewStore, events: list[Ev], batches: list[list[int]]) -> None:
     """Commit `events` as flushes, one per index list, in the given order."""
-    folder = Folder(store.aggregates)  # type: ignore[attr-defined]
+    folder = Folder(store.aggregates)
     for batch in batches:
         store.commit(Flush(batch_deltas(folder, [events[i] for i in batch]), []))
 

@@ -120,6 +120,13 @@ def test_a_bucket_keys_function_is_called_as_it_is():
         ({"aggregates": (sum_of("x"), sum_of("x"))}, "['x_sum'] declared twice"),
         ({"aggregates": (sum_of("x", name="url"),)}, "'url' is the key's name"),
         ({"aggregates": ("x",)}, "'x' is not an aggregate"),
+        *[
+            ({"aggregates": (sum_of("x", name=taken),)}, f"['{taken}'] would overwrite an answer")
+            for taken in ("series", "since", "until", "start", "end", "by", "items", "limit")
+        ],
+        ({"aggregates": (sum_of("x", name="granularity_ms"),)}, "would overwrite an answer"),
+        ({"aggregates": (latest("x", name="size_ms"),)}, "would overwrite an answer"),
+        ({"aggregates": (latest("x", name="next_cursor"),)}, "would overwrite an answer"),
         ({"totals": ("nope",)}, "totals names series ['nope']"),
         ({"key_name": "count"}, "key_name 'count' must be an identifier"),
         ({"key": "limit"}, "key_name 'limit' must be an identifier"),
