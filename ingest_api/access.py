@@ -12,7 +12,10 @@ A 429 for the request rate is answered after a pause (up to `TARPIT_S`, never lo
 the Retry-After it carries): a client that floods in a loop then waits on its own
 connections instead of making the server refuse it thousands of times a second, which on
 one event loop would slow every other key down (measured: another key's p99 went from 32 ms
-to 330 ms under an 8-connection flood without the pause).
+to 330 ms under an 8-connection flood without the pause). A paused request holds its
+connection, but one peer address holds at most its share of the connection cap
+(`LOGSTREAM_INGEST_MAX_CONNECTIONS_PER_CLIENT`, in `http_limits.py`). Buckets are per worker
+process: with `--workers N` a key may reach N times its rate.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ingest_api.errors import ApiError
 from ingest_api.rate_limits import RateLimiter
 from logstream.auth.keys import ApiKey, KeyRing
-from logstream.auth.scopes import grants, required_scope
+from logstream.auth.scopes import ADMIN, grants, required_scope
 
-__all__ = ["AccessControl", "charge_events"]
+__all__ = ["AccessControl", "charge_events", "sees_internals"]
 
 log = logging.getLogger(__name__)
 
@@ -117,3 +120,10 @@ def charge_events(request: Request, count: int) -> None:
     retry_after = limiter.take_events(key, count)
     if retry_after:
         raise _rate_limited("event", retry_after)
+
+
+def sees_internals(request: Request) -> bool:
+    """Whether the caller may see deployment details (broker addresses, raw broker errors):
+    an `admin` key, or anyone when auth is off (loopback without a key file)."""
+    key: ApiKey | None = getattr(request.state, "api_key", None)
+    return key is None or ADMIN in key.scopes

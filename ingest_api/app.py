@@ -59,7 +59,13 @@ def create_app(
     resolved = settings if settings is not None else load_settings()
     overrides = dict(topic_overrides or {})
     keys_file = resolved.resolved_auth_keys_file
-    if not check_bind(resolved.ingest_host, keys_file, trust_network=resolved.ingest_trust_network):
+    auth_on = check_bind(
+        resolved.ingest_host,
+        keys_file,
+        trust_network=resolved.ingest_trust_network,
+        published_host=resolved.ingest_published_host,
+    )
+    if not auth_on:
         log.warning(
             "auth is off: no API key file at %s and the server is bound to %s (loopback "
             "only); `logstream keys create` turns it on",
@@ -113,7 +119,8 @@ def create_app(
         resolved.rate_requests_per_s, resolved.rate_events_per_s, resolved.rate_burst_s
     )
     app.state.rate_limiter = limiter
-    app.add_middleware(AccessControl, keyring=KeyRing(keys_file), limiter=limiter)
+    keyring = KeyRing(keys_file, required=auth_on)
+    app.add_middleware(AccessControl, keyring=keyring, limiter=limiter)
     install_operations(app, resolved)
     # first: the most frequent requests match at once
     app.include_router(event_router(list(models.values())))

@@ -2,13 +2,17 @@
 
 - **Header limits**: at most `LOGSTREAM_INGEST_MAX_HEADER_BYTES` of request line + headers
   and `LOGSTREAM_INGEST_MAX_HEADERS` header fields, else 431; counted as bytes arrive, so a
-  64 MiB header costs at most one read beyond the limit.
+  64 MiB header costs at most one read beyond the limit, and again on each parsed request's
+  own line and headers, so a large header block arriving in one read (or pipelined behind
+  another request) is refused too.
 - **Read timeouts**: a request's headers must arrive within `LOGSTREAM_INGEST_HEADER_TIMEOUT_S`
   of its first byte (or of the connection, for a new one), its body within
   `LOGSTREAM_INGEST_BODY_TIMEOUT_S` of its headers, else 408 and the connection closes:
   slow clients cannot hold connections open indefinitely.
 - **Connection cap**: past `LOGSTREAM_INGEST_MAX_CONNECTIONS` open connections (per worker),
-  a new one gets 503 with Retry-After and is closed.
+  a new one gets 503 with Retry-After and is closed; so does one from a peer address that
+  already holds `LOGSTREAM_INGEST_MAX_CONNECTIONS_PER_CLIENT` (loopback included), so one
+  client, even one whose requests wait out the 429 pause, holds at most its share.
 - **Lingering close**: when the server closes a connection while the client is still
   sending its body (a 413 sent before reading 9 MiB, with `Connection: close` as urllib
   sends it), closing at once makes the kernel answer the unread data with a reset, and
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from functools import lru_cache
 from http import HTTPStatus
 from typing import Any
@@ -35,6 +40,10 @@ __all__ = ["LINGER_IDLE_S", "LINGER_MAX_S", "GuardedHttpProtocol"]
 
 LINGER_MAX_S = 10.0
 LINGER_IDLE_S = 2.0
+
+
+_per_client: Counter[str] = Counter()
+"""Open connections of this worker by peer address."""
 
 
 class _HeaderLimitError(Exception):
@@ -85,31 +94,50 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._in_body = False
         self._header_bytes = 0
         self._header_count = 0
+        self._parsed_header_bytes = 0
         self._refusal: tuple[int, str, str] | None = None
+        self._peer: str | None = None  # counted in _per_client while set
         self._timer: asyncio.TimerHandle | None = None
         self._linger_until = 0.0
 
     # ----- connection ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._real = transport
+        peername = transport.get_extra_info("peername")
+        peer = str(peername[0]) if isinstance(peername, tuple) and peername else "?"
         if len(self.connections) >= self.settings.ingest_max_connections:
-            transport.write(
-                _raw_response(
-                    503,
-                    "too_many_connections",
-                    "the server has too many open connections; retry shortly",
-                    {"Retry-After": "1"},
-                )
+            self._turn_away(
+                transport,
+                "too_many_connections",
+                "the server has too many open connections; retry shortly",
             )
-            transport.close()
-            self._closed = True
             return
+        if _per_client[peer] >= self.settings.ingest_max_connections_per_client:
+            self._turn_away(
+                transport,
+                "too_many_client_connections",
+                f"your address has {_per_client[peer]} open connections, the most one client "
+                "may hold (LOGSTREAM_INGEST_MAX_CONNECTIONS_PER_CLIENT); retry shortly",
+            )
+            return
+        self._peer = peer
+        _per_client[peer] += 1
         super().connection_made(_LingeringTransport(transport, self))  # type: ignore[arg-type]
         self._arm(self.settings.ingest_header_timeout_s, self._header_timeout)
+
+    def _turn_away(self, transport: asyncio.Transport, code: str, message: str) -> None:
+        transport.write(_raw_response(503, code, message, {"Retry-After": "1"}))
+        transport.close()
+        self._closed = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._disarm()
+        if self._peer is not None:
+            _per_client[self._peer] -= 1
+            if _per_client[self._peer] <= 0:
+                del _per_client[self._peer]
+            self._peer = None
         if self.transport is None:  # refused by the connection cap
             return
         super().connection_lost(exc)
@@ -133,9 +161,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     # ----- parser callbacks ----------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._header_count = 0
+        self._parsed_header_bytes = 0
         super().on_message_begin()
 
+    def on_url(self, url: bytes) -> None:
+        self._count_parsed(len(url))
+        super().on_url(url)
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_parsed(len(name) + len(value) + 4)  # ": " and CRLF
         self._header_count += 1
         if self._header_count > self.settings.ingest_max_headers:
             self._refusal = (
@@ -146,6 +180,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             )
             raise _HeaderLimitError
         super().on_header(name, value)
+
+    def _count_parsed(self, size: int) -> None:
+        """The limit on this request's own line and headers, however the bytes arrived."""
+        self._parsed_header_bytes += size
+        if self._parsed_header_bytes > self.settings.ingest_max_header_bytes:
+            self._refusal = (431, "headers_too_large", self._header_size_message())
+            raise _HeaderLimitError
 
     def on_headers_complete(self) -> None:
         self._reading_headers = False

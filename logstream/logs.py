@@ -13,6 +13,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from logstream.redact import redact
+
 __all__ = [
     "JSON_FIELDS",
     "JsonFormatter",
@@ -35,14 +37,16 @@ def set_log_context(**fields: Any) -> None:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record; never raises on a value JSON cannot hold (uses str)."""
+    """One JSON object per record; never raises on a value JSON cannot hold (uses str).
+    Message, traceback and stack pass through `redact` here, since this formatter builds
+    the traceback text itself (a record factory cannot reach it)."""
 
     def format(self, record: logging.LogRecord) -> str:
         body: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         body.update(_context)
         for key in JSON_FIELDS:
@@ -50,9 +54,9 @@ class JsonFormatter(logging.Formatter):
             if value is not None:
                 body[key] = value
         if record.exc_info:
-            body["exception"] = self.formatException(record.exc_info)
+            body["exception"] = redact(self.formatException(record.exc_info))
         if record.stack_info:
-            body["stack"] = self.formatStack(record.stack_info)
+            body["stack"] = redact(self.formatStack(record.stack_info))
         return json.dumps(body, default=str)
 
 

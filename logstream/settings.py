@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Open connections per worker; more get 503 + Retry-After and are closed.",
     )
+    ingest_max_connections_per_client: int = Field(
+        default=256,
+        ge=1,
+        description="Open connections per worker from one peer address (loopback too); more "
+        "get 503 + Retry-After: one client cannot hold the whole connection cap.",
+    )
     rate_requests_per_s: float = Field(
         default=2_000,
         ge=0,
@@ -138,6 +144,11 @@ class Settings(BaseSettings):
         description="Serve without API keys on a non-loopback address while no key file "
         "exists: only where something else limits who connects (docker-compose: the port "
         "is published on the host's 127.0.0.1).",
+    )
+    ingest_published_host: str | None = Field(
+        default=None,
+        description="Where the ingest port is really published (docker-compose sets it from "
+        "INGEST_PUBLISH_ADDR); LOGSTREAM_INGEST_TRUST_NETWORK counts only while it is loopback.",
     )
     auth_keys_file: Path | None = Field(
         default=None,
@@ -289,7 +300,26 @@ def settings_file(overrides: dict[str, Any]) -> Path | None:
     `broker start --secure`); environment variables and overrides win over it."""
     data_dir = overrides.get("data_dir") or os.environ.get(ENV_PREFIX + "DATA_DIR") or ".logstream"
     path = Path(data_dir) / SETTINGS_FILE
-    return path if path.is_file() else None
+    if not path.is_file():
+        return None
+    _check_settings_file_is_ours(path)
+    return path
+
+
+def _check_settings_file_is_ours(path: Path) -> None:
+    """The file can point clients at another broker or store: another user who can write
+    it (its owner, or anyone when it is group/world-writable) could redirect every command,
+    so such a file is refused rather than read."""
+    st = path.stat()
+    if st.st_uid != os.getuid():
+        raise ConfigError(
+            f"refusing {path}: it is owned by uid {st.st_uid}, not by you (uid {os.getuid()})"
+        )
+    if st.st_mode & 0o022:
+        raise ConfigError(
+            f"refusing {path}: group or others may write it (mode {st.st_mode & 0o777:o}); "
+            f"run `chmod 600 {path}`"
+        )
 
 
 def load_settings(**overrides: Any) -> Settings:

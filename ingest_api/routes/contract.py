@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from ingest_api.access import sees_internals
 from ingest_api.deps import state_of
 from ingest_api.responses import FastJSONResponse
 from logstream.contract import asyncapi_document, schemas_document, secure_protocol
@@ -34,13 +35,14 @@ async def get_schemas(request: Request) -> JSONResponse:
 
 @router.get("/asyncapi.json", responses=_DOC)
 async def get_asyncapi(request: Request) -> JSONResponse:
-    """The topics as an AsyncAPI 3.0 document (channels, keys, headers, Avro payloads)."""
+    """The topics as an AsyncAPI 3.0 document (channels, keys, headers, Avro payloads);
+    the Kafka servers (bootstrap addresses) only for `admin` keys."""
     state = state_of(request)
     settings = state.settings
     document = asyncapi_document(
         state.codec.catalogue,
         state.topics,
-        bootstrap_servers=settings.bootstrap_servers,
+        bootstrap_servers=settings.bootstrap_servers if sees_internals(request) else None,
         secure=secure_protocol(settings),
     )
     return FastJSONResponse(document)

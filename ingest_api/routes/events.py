@@ -218,8 +218,8 @@ async def _post_batch(request: Request, model: EventModel) -> JSONResponse:
         )
     if not items:
         raise ApiError(422, "validation_failed", "the batch holds no events")
-    charge_events(request, len(items))
     messages, event_ids = _prepare_all(state, model, items, prepare)
+    charge_events(request, len(items))  # after validation, as a single event: 422s are free
     outcomes = await state.producer.send_many(messages)
     results: list[dict[str, Any]] = []
     for index, (message, event_id, outcome) in enumerate(

@@ -10,9 +10,10 @@ import asyncio
 from typing import Any
 
 from confluent_kafka import KafkaException
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from ingest_api.access import sees_internals
 from ingest_api.deps import StateDep
 from ingest_api.errors import error_body
 from ingest_api.models import Health, Readiness
@@ -31,13 +32,20 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
-async def readyz(state: StateDep) -> JSONResponse:
-    """Ready when the broker answers a metadata request and every event topic exists."""
+async def readyz(state: StateDep, request: Request) -> JSONResponse:
+    """Ready when the broker answers a metadata request and every event topic exists.
+    Where the broker is and its raw error are shown to `admin` keys only."""
     timeout = min(READY_PROBE_MAX_S, state.settings.ingest_ack_timeout_s)
     wanted = sorted(set(state.topics.values()))
     try:
         metadata = await asyncio.to_thread(state.producer.list_topics, timeout)
     except KafkaException as exc:
+        if not sees_internals(request):
+            return _not_ready(
+                "unreachable",
+                dict.fromkeys(wanted, "unknown"),
+                f"the broker did not answer within {timeout:g}s",
+            )
         return _not_ready(
             f"unreachable: {exc.args[0]}",
             dict.fromkeys(wanted, "unknown"),

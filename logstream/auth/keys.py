@@ -8,7 +8,9 @@ checking a key costs about a microsecond per request.
 The file (`LOGSTREAM_AUTH_KEYS_FILE`, default `<data>/auth/keys.json`, mode 0600) is
 rewritten atomically under a lock; a running server rereads it when it changes (checked at
 most once a second), so `keys create` and `keys revoke` take effect without a restart.
-Once the file exists, even with every key revoked, the server requires a key.
+Once the file exists, even with every key revoked, the server requires a key; and once a
+server has required keys it keeps requiring them: a key file that vanishes or cannot be read
+later means every key is refused (logged), never that auth turns off.
 """
 
 from __future__ import annotations
@@ -190,18 +192,20 @@ def _write(path: Path, keys: list[ApiKey]) -> None:
 class KeyRing:
     """The server's view of the key file: looks keys up, rereads the file when it changed."""
 
-    def __init__(self, path: Path, *, clock: Any = time.monotonic) -> None:
+    def __init__(self, path: Path, *, clock: Any = time.monotonic, required: bool = False) -> None:
+        """`required`: keys are needed from the start even with no file (an exposed bind)."""
         self.path = path
         self._clock = clock
         self._checked_at = float("-inf")
         self._stamp: tuple[int, int, int] | None = None
         self._by_id: dict[str, ApiKey] = {}
-        self._enforced = False
+        self._enforced = required
         self._refresh(strict=True)  # an unreadable file stops the server from starting
 
     @property
     def enforced(self) -> bool:
-        """Whether requests need a key: the key file exists (even if every key is revoked)."""
+        """Whether requests need a key: the key file exists or existed since the start
+        (even if every key is revoked or the file was deleted), or the bind requires it."""
         self._maybe_refresh()
         return self._enforced
 
@@ -227,7 +231,21 @@ class KeyRing:
         try:
             st = self.path.stat()
         except FileNotFoundError:
-            self._stamp, self._by_id, self._enforced = None, {}, False
+            if self._enforced and (self._by_id or self._stamp is not None):
+                log.error(
+                    "the API key file %s is gone; refusing every key until it is back",
+                    self.path,
+                )
+            self._stamp, self._by_id = None, {}
+            return
+        except OSError as exc:  # e.g. a folder made unreadable: fail closed
+            if strict:
+                raise ConfigError(f"cannot read the API key file {self.path}: {exc}") from exc
+            if self._by_id or not self._enforced:
+                log.error(
+                    "cannot read the API key file %s (%s); refusing every key", self.path, exc
+                )
+            self._stamp, self._by_id, self._enforced = None, {}, True
             return
         stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         if stamp == self._stamp:

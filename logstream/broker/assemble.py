@@ -7,9 +7,12 @@ there are the same ones the official distribution ships. The result is a cache d
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,8 +95,16 @@ class KafkaRuntime:
     def classpath(self) -> str:
         return str(self.libs / "*")
 
-    def java_command(self, main_class: str, *args: str, heap: str = "256m") -> list[str]:
-        """A `java` command line that runs one of Kafka's main classes."""
+    def java_command(
+        self, main_class: str, *args: str, heap: str = "256m", argfile: Path | None = None
+    ) -> list[str]:
+        """A `java` command line that runs one of Kafka's main classes. With `argfile`, the
+        class and its arguments go to that file (mode 0600) and the command line carries
+        only `@argfile`: arguments holding passwords are not shown to other users by `ps`.
+        The caller deletes the file once the command has run."""
+        if argfile is not None:
+            write_private(argfile, "".join(_argfile_line(a) for a in (main_class, *args)))
+            main_class, args = f"@{argfile}", ()
         return [
             require_tool(
                 "java",
@@ -109,6 +120,27 @@ class KafkaRuntime:
             main_class,
             *args,
         ]
+
+
+def _argfile_line(arg: str) -> str:
+    """One argument of a java @argfile: quoted, with backslashes and quotes escaped."""
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"\n'
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically, readable by its owner only (mode 0600 from the
+    first byte: the temporary file is created so)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def min_heap(heap: str) -> str:

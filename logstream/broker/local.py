@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from logstream.broker.assemble import KafkaRuntime
+from logstream.broker.assemble import KafkaRuntime, write_private
 from logstream.broker.properties import server_properties
 from logstream.broker.secure import CLIENT_USER, SecureMaterial, ensure_material, load_material
 from logstream.errors import BrokerError
@@ -302,9 +302,11 @@ class LocalCluster:
         self, node: NodeLayout, layout: list[NodeLayout], material: SecureMaterial | None
     ) -> None:
         node_dir = self._node_dir(node)
-        (node_dir / "data").mkdir(parents=True, exist_ok=True)
+        node_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (node_dir / "data").mkdir(mode=0o700, exist_ok=True)
         props = node_dir / "server.properties"
-        props.write_text(
+        write_private(  # 0600: it holds the inter-broker SCRAM password in secure mode
+            props,
             server_properties(
                 node_id=node.node_id,
                 host=node.host,
@@ -315,10 +317,11 @@ class LocalCluster:
                 role=node.role,
                 brokers=sum(1 for n in layout if n.is_broker),
                 secure=material.server_properties() if material is not None else None,
-            )
+            ),
         )
         if (node_dir / "data" / "meta.properties").exists():
             return
+        argfile = node_dir / "format.args"  # the SCRAM passwords: never on the command line
         command = self.runtime.java_command(
             "kafka.tools.StorageTool",
             "format",
@@ -326,8 +329,12 @@ class LocalCluster:
             f"--config={props}",
             "--ignore-formatted",
             *(material.scram_args() if material is not None else ()),
+            argfile=argfile,
         )
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
+        finally:
+            argfile.unlink(missing_ok=True)
         if result.returncode != 0:
             detail = (result.stderr or result.stdout).strip().splitlines()
             raise BrokerError(

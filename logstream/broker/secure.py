@@ -4,7 +4,8 @@ What it sets up, once, in `<data>/broker/secure/` (mode 0700):
 - a CA (`ca.pem`, its key `ca.key`) and a broker certificate for 127.0.0.1 and localhost
   signed by it, generated locally with `openssl` (PEM files; Kafka reads PEM keystores);
 - two SCRAM-SHA-512 users, written into the cluster metadata when each node's storage is
-  formatted (`kafka-storage format --add-scram`): `admin` for the brokers among themselves
+  formatted (`kafka-storage format --add-scram`, passed in a 0600 java @argfile so `ps`
+  does not show the passwords): `admin` for the brokers among themselves
   and `logstream` for the stack, with random passwords (`credentials.json`, mode 0600);
 - `<data>/logstream.env`, the client settings every `logstream` command reads from that data
   folder (`LOGSTREAM_KAFKA_SECURITY_PROTOCOL=SASL_SSL`, the user, its password, the CA):
@@ -22,10 +23,10 @@ import os
 import secrets
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from logstream.broker.assemble import write_private
 from logstream.errors import BrokerError
 from logstream.redact import register_secrets
 from logstream.settings import SETTINGS_FILE
@@ -117,7 +118,7 @@ def ensure_material(broker_root: Path) -> SecureMaterial:
     _generate_certificates(folder)
     material = SecureMaterial(folder, secrets.token_urlsafe(24), secrets.token_urlsafe(24))
     register_secrets([material.admin_password, material.client_password])
-    _write_private(
+    write_private(
         _credentials_file(folder),
         json.dumps(
             {
@@ -152,17 +153,8 @@ def write_client_settings(data_dir: Path, bootstrap: str, material: SecureMateri
             "LOGSTREAM_KAFKA_SSL_CA_LOCATION": str(material.ca.resolve()),
         }.items()
     )
-    _write_private(path, "# written by `logstream broker start --secure`\n" + body)
+    write_private(path, "# written by `logstream broker start --secure`\n" + body)
     return path
-
-
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -202,7 +194,7 @@ def _generate_certificates(folder: Path) -> None:
     )  # fmt: skip
     _openssl("pkcs8", "-topk8", "-nocrypt", "-in", "broker.key", "-out", "broker.pk8", cwd=folder)
     keystore = (folder / "broker.pk8").read_text() + (folder / "broker.crt").read_text()
-    _write_private(folder / "broker-keystore.pem", keystore)
+    write_private(folder / "broker-keystore.pem", keystore)
     for name in ("ca.key", "broker.key", "broker.pk8"):
         os.chmod(folder / name, 0o600)
     for name in ("broker.csr", "broker.ext"):

@@ -71,7 +71,10 @@ def _serve(
     # to decide whether API keys are required.
     os.environ[ENV_PREFIX + "INGEST_HOST"] = bind
     if not check_bind(
-        bind, settings.resolved_auth_keys_file, trust_network=settings.ingest_trust_network
+        bind,
+        settings.resolved_auth_keys_file,
+        trust_network=settings.ingest_trust_network,
+        published_host=settings.ingest_published_host,
     ):
         logging.getLogger(__name__).warning("auth is off (loopback only, no API key file)")
     uvicorn.run(

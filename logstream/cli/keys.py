@@ -2,7 +2,8 @@
 
 A key is printed once, by `create`; the key file keeps only its SHA-256 hash. Scopes:
 `write:<event type>` (e.g. `write:likes`), `read:<view>` (e.g. `read:likes-by-url`),
-`write:*`, `read:*`, `admin` (everything). A running server picks changes up within a
+`write:*`, `read:*`, `admin` (everything); a `write:`/`read:` name must be an existing event
+type or view unless `--allow-unknown` is given. A running server picks changes up within a
 second; once the key file exists, every route but /healthz needs a key.
 """
 
@@ -14,6 +15,7 @@ from typing import Annotated
 import typer
 
 from logstream.auth.keys import KeyFile
+from logstream.auth.targets import unknown_targets
 from logstream.cli.output import say
 from logstream.errors import ConfigError
 from logstream.settings import load_settings
@@ -33,6 +35,24 @@ def _rate(value: float | None, flag: str) -> float | None:
     return value
 
 
+def _check_targets(scopes: list[str]) -> None:
+    """ConfigError naming scopes whose event type or view does not exist here."""
+    from logstream.registry import registered_views
+    from logstream.schemas import SchemaCatalogue
+
+    settings = load_settings()
+    catalogue = SchemaCatalogue.load(settings.resolved_schema_dir)
+    event_paths = sorted(catalogue.topic_for(t) for t in catalogue.event_types())
+    views = sorted(registered_views(settings))
+    unknown = unknown_targets([s.strip() for s in scopes], event_paths, views)
+    if unknown:
+        raise ConfigError(
+            f"unknown scope target(s) {', '.join(unknown)}: event types are "
+            f"{', '.join(event_paths)}; views are {', '.join(views)} (or *); "
+            "--allow-unknown for names that will exist later"
+        )
+
+
 @app.command()
 def create(
     name: Annotated[str, typer.Option("--name", help="who or what uses the key")],
@@ -48,8 +68,17 @@ def create(
         float | None,
         typer.Option("--events-per-s", help="own event rate [LOGSTREAM_RATE_EVENTS_PER_S]"),
     ] = None,
+    allow_unknown: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unknown",
+            help="accept write:/read: names that do not exist yet (a view or event type to come)",
+        ),
+    ] = False,
 ) -> None:
     """Create a key and print it (the only time it is shown)."""
+    if not allow_unknown:
+        _check_targets(scope)
     try:
         key, token = _key_file().create(
             name,

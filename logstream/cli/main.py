@@ -3,13 +3,15 @@
 5 a view's own code raised (the consumer stopped at that event: fix the view, restart).
 
 Every error, ours or a library's, is one `error:` line with secrets masked; `--debug`
-(anywhere on the command line) prints the traceback as well, masked too.
+(anywhere on the command line as an argument of its own, not as another option's value:
+`keys create --name --debug` names a key "--debug") prints the traceback as well, masked too.
 """
 
 from __future__ import annotations
 
 import sys
 import traceback
+from typing import Any
 
 import typer
 
@@ -88,10 +90,48 @@ def _preflight(args: list[str]) -> None:
     check_kafka_access(load_settings())
 
 
+def _value_options(args: list[str]) -> set[str]:
+    """The option names that take a value, of the groups and the command `args` name
+    (read from the command tree itself: typer carries its own click, so duck-typed)."""
+    command: Any = typer.main.get_command(app)
+    names: set[str] = set()
+
+    def collect(cmd: Any) -> None:
+        for param in cmd.params:
+            if param.param_type_name == "option" and not param.is_flag and not param.count:
+                names.update(param.opts)
+
+    collect(command)
+    for arg in args:
+        if arg.startswith("-") or not hasattr(command, "get_command"):
+            continue
+        sub = command.get_command(None, arg)
+        if sub is None:
+            break
+        command = sub
+        collect(command)
+    return names
+
+
+def split_debug(args: list[str]) -> tuple[list[str], bool]:
+    """`args` without the `--debug` flag, and whether it was given. A `--debug` right after
+    an option that takes a value is that value, not the flag."""
+    if DEBUG_FLAG not in args:
+        return args, False
+    takes_value = _value_options(args)
+    kept: list[str] = []
+    debug = False
+    for i, arg in enumerate(args):
+        if arg == DEBUG_FLAG and not (i > 0 and args[i - 1] in takes_value and args[i - 1] != arg):
+            debug = True
+            continue
+        kept.append(arg)
+    return kept, debug
+
+
 def main() -> None:
-    debug = DEBUG_FLAG in sys.argv[1:]
-    if debug:
-        sys.argv = [arg for arg in sys.argv if arg != DEBUG_FLAG]
+    args, debug = split_debug(sys.argv[1:])
+    sys.argv = [sys.argv[0], *args]
     install_log_redaction()
     try:
         _preflight(sys.argv[1:])

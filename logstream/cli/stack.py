@@ -105,7 +105,10 @@ def up(
     settings = load_settings()
     keys_file = settings.resolved_auth_keys_file
     auth_on = check_bind(
-        settings.ingest_host, keys_file, trust_network=settings.ingest_trust_network
+        settings.ingest_host,
+        keys_file,
+        trust_network=settings.ingest_trust_network,
+        published_host=settings.ingest_published_host,
     )
     replicas = None
     if broker:

@@ -40,6 +40,8 @@ import contextlib
 import copy
 import logging
 import os
+import secrets
+import stat
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -185,17 +187,20 @@ def export_topic(
 ) -> ExportResult:
     """Write the messages of `topic` with `since <= timestamp < until` to `output`.
 
-    The file appears only when complete (written as `<output>.partial`, then renamed). The
-    partial file is always a new file: a stale one is removed first and it is created with
-    O_EXCL|O_NOFOLLOW, so nothing is ever written through a link planted at that path (the
-    rename replaces a link at `output` itself, never its target).
+    The file appears only when complete: written to a temporary file of a random name in
+    the target folder (`.<name>.<random>.partial`), then renamed. That file is always new
+    (O_EXCL|O_NOFOLLOW, mode 0644 less the umask), so nothing is ever written through a link
+    planted there, and two exports to one path do not delete each other's work (the last
+    rename wins; the rename replaces a link at `output` itself, never its target). A folder
+    on the way that is a link owned by another user is refused.
     `on_total` gets the number of offsets to scan, `on_progress` the count scanned so far
     in increments.
     """
     if since_ms is not None and until_ms is not None and until_ms <= since_ms:
         raise ConfigError(f"--until ({until_ms}) must be after --since ({since_ms})")
     result = ExportResult(path=output, topic=topic)
-    partial = output.with_name(output.name + ".partial")
+    _check_folders(output)
+    partial = output.with_name(f".{output.name}.{secrets.token_hex(8)}.partial")
     created = False
     scan = _Scan(settings, topic, since_ms)
     try:
@@ -233,11 +238,24 @@ def export_topic(
     return result
 
 
+def _check_folders(output: Path) -> None:
+    """Refuse a folder on the way to `output` that is a link owned by another user (who
+    could point it elsewhere between our checks); root's and our own links are fine."""
+    me = os.getuid()
+    for folder in output.absolute().parents:
+        try:
+            st = folder.lstat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode) and st.st_uid not in (0, me):
+            raise LogstreamError(
+                f"refusing to export through {folder}: it is a link owned by uid {st.st_uid}"
+            )
+
+
 def _create_new(path: Path) -> BinaryIO:
-    """A new file at `path` for writing; a stale file or link there is removed (never
-    followed), and one that reappears in between is an error, not a target."""
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+    """A new file at `path` for writing; a file or link already there is an error, never
+    a target (the name is random, so that means someone planted it)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags, 0o644)

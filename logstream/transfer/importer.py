@@ -15,7 +15,8 @@ Why this shape:
   whose stored key or timestamp disagrees with its event is refused (a tampered or foreign
   file would otherwise put an event in another partition or time bucket than its contract
   says). Headers are kept, but a record carrying dead-letter headers (`logstream.error`,
-  `logstream.origin.*`: it was exported from a `.dlq` topic) is refused unless
+  `logstream.origin.*`: it was exported from a `.dlq` topic), or any record of a file whose
+  `logstream.export.topic` metadata names a `.dlq` topic, is refused unless
   `allow_dead_letters` (`--allow-dead-letters`) says re-queueing dead letters is meant.
   Text holding a control character (C0 but TAB, LF, CR; DEL) is refused in every string
   field, naming it, by the rule ingest shares (`logstream/text_rules.py`).
@@ -48,7 +49,8 @@ from logstream.kafka.config import producer_config
 from logstream.kafka.timestamps import NO_TIMESTAMP, record_timestamp
 from logstream.settings import Settings
 from logstream.text_rules import control_character_errors
-from logstream.transfer.export import META_FORMAT, RECORD_NAME
+from logstream.topics import dlq_topic
+from logstream.transfer.export import META_FORMAT, META_TOPIC, RECORD_NAME
 
 __all__ = [
     "AVRO_MAGIC",
@@ -220,6 +222,13 @@ def _lines(f: IO[bytes]) -> Iterator[bytes]:
 
 
 # ----- Avro export files ----------------------------------------------------------------------
+def avro_source_topic(path: Path) -> str | None:
+    """The topic an export file was written from (`logstream.export.topic`), if it says."""
+    with path.open("rb") as f:
+        raw = _open_export(path, f)[0].metadata.get(META_TOPIC)
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+
+
 def avro_event_type(path: Path) -> str:
     """The event type (record full name) of an export file; checks that it is one."""
     with path.open("rb") as f:
@@ -416,6 +425,8 @@ def import_file(
         raise ConfigError(f"{path}: no such file")
     fmt = fmt or detect_format(path)
     event_type = _event_type(codec, path, fmt, ndjson_event_type)
+    if fmt is Format.AVRO and not allow_dead_letters:
+        _refuse_dead_letter_file(path)
     rules = rules or {}
     rule = rules.get(event_type) or schema_rule(codec, event_type)
     if fmt is Format.NDJSON and event_type not in rules:
@@ -459,6 +470,16 @@ def _event_type(codec: Codec, path: Path, fmt: Format, ndjson_event_type: str) -
         return codec.catalogue.latest(name).event_type
     except (KeyError, LogstreamError):
         raise ConfigError(f"{path}: event type {name} is not in the schema catalogue") from None
+
+
+def _refuse_dead_letter_file(path: Path) -> None:
+    """A file exported from a `.dlq` topic holds dead letters, whatever its records say."""
+    source = avro_source_topic(path)
+    if source is not None and source.endswith(dlq_topic("")):
+        raise ConfigError(
+            f"{path} was exported from the dead-letter topic {source}; pass "
+            "--allow-dead-letters to re-queue dead letters"
+        )
 
 
 def _read(path: Path, fmt: Format) -> Iterator[Incoming]:

@@ -4,7 +4,9 @@ events in the log, which a reader's key then sees counted exactly."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -284,3 +286,73 @@ def test_openapi_documents_the_bearer_scheme(secured: tuple[Settings, Keys]) -> 
     for status in ("401", "403", "429"):
         ref = post["responses"][status]["content"]["application/json"]["schema"]["$ref"]
         assert ref == "#/components/schemas/ErrorBody"
+
+
+def test_invalid_batches_are_not_charged_to_the_event_rate(
+    kafka_bootstrap: str, tmp_path: Path, unique_name
+) -> None:
+    """A batch is charged after validation, as a single event is: 422s cost no budget."""
+    settings = Settings(
+        bootstrap_servers=kafka_bootstrap,
+        data_dir=tmp_path / "data",
+        topic_prefix=unique_name("charge") + ".",
+        topic_partitions=1,
+        rate_burst_s=1.0,
+    )
+    create_topics(
+        make_admin(settings), event_topic_specs(settings, list(resolve_topics(settings, ["likes"])))
+    )
+    _, few_events = KeyFile(settings.resolved_auth_keys_file).create(
+        "few-events", ["write:likes"], events_per_s=4
+    )
+    bad = [{"url": "https://example.com/r"}] * 4  # no user_id
+    good = [{"url": "https://example.com/r", "user_id": "u"}] * 4
+    with TestClient(create_app(settings)) as client:
+        for _ in range(3):
+            answer = client.post("/v1/events/likes/batch", json=bad, headers=bearer(few_events))
+            assert_error(answer, 422, "validation_failed")
+        answer = post_acked(client, "/v1/events/likes/batch", good, few_events)
+        assert answer.status_code == 202, answer.text
+
+
+def test_deleting_the_key_file_does_not_turn_auth_off(secured: tuple[Settings, Keys]) -> None:
+    settings, keys = secured
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v1/schemas", headers=bearer(keys.reader)).status_code == 200
+        settings.resolved_auth_keys_file.unlink()
+        deadline = time.monotonic() + 10
+        while client.get("/v1/schemas", headers=bearer(keys.reader)).status_code != 401:
+            assert time.monotonic() < deadline, "the deleted key file was never noticed"
+            time.sleep(0.05)
+        assert_error(client.get("/v1/schemas"), 401, "unauthorized")  # not open either
+        assert client.get("/healthz").status_code == 200
+
+
+def test_broker_addresses_are_shown_to_admin_keys_only(secured: tuple[Settings, Keys]) -> None:
+    settings, keys = secured
+    with TestClient(create_app(settings)) as client:
+        admin_doc = client.get("/asyncapi.json", headers=bearer(keys.admin))
+        assert admin_doc.status_code == 200, admin_doc.text
+        assert settings.bootstrap_servers.split(",")[0] in json.dumps(admin_doc.json()["servers"])
+        for token in (keys.writer, keys.reader):
+            doc = client.get("/asyncapi.json", headers=bearer(token))
+            assert doc.status_code == 200 and "servers" not in doc.json(), doc.text
+            assert settings.bootstrap_servers not in doc.text
+            assert doc.json()["channels"]  # the contract itself is still there
+
+
+def test_readyz_names_the_broker_to_admin_keys_only(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        down = f"127.0.0.1:{sock.getsockname()[1]}"  # closed once the block ends
+    settings = Settings(bootstrap_servers=down, data_dir=tmp_path / "data")
+    files = KeyFile(settings.resolved_auth_keys_file)
+    _, writer = files.create("writer", ["write:likes"])
+    _, admin = files.create("ops", ["admin"])
+    with TestClient(create_app(settings)) as client:
+        answer = client.get("/readyz", headers=bearer(writer))
+        assert answer.status_code == 503, answer.text
+        assert down not in answer.text and "127.0.0.1" not in answer.text, answer.text
+        assert answer.json()["broker"] == "unreachable"
+        answer = client.get("/readyz", headers=bearer(admin))
+        assert answer.status_code == 503 and down in answer.text, answer.text

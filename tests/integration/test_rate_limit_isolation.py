@@ -1,14 +1,16 @@
 """An abusive key cannot crowd the others out: while one client floods the real server
 (`logstream ingest`) from 8 connections with requests its key may not make, it gets no more
 than its rate and 429s for the rest, and another key's writes all succeed with a p99
-latency under 100 ms, measured and printed beside the same key's p99 without the flood.
-(Without the tarpit in `ingest_api/access.py` this p99 was 330 ms on our 2-core machines.)"""
+latency within `p99_bound_ms` of the same key's p99 measured just before without the flood
+(same run, same machine load), both printed. (Without the tarpit in `ingest_api/access.py`
+this p99 was 330 ms on our 2-core machines, against 21-74 ms without the flood.)"""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import select
 import subprocess
 import sys
 import textwrap
@@ -27,8 +29,16 @@ from logstream.topics import event_topic_specs, resolve_topics
 from tests.conftest import free_port_block
 
 REPO = Path(__file__).resolve().parents[2]
-P99_BOUND_MS = 100.0
 ABUSER_RATE = 5
+FLOOD_STARTED = "flooding"
+
+
+def p99_bound_ms(baseline_p99_ms: float) -> float:
+    """The flood may cost the polite key at most 100 ms and a doubling of its own p99: a
+    shared 2-core machine slows both measurements alike, while the failure this guards
+    against (no tarpit: 330 ms) stays above it for any baseline under 115 ms."""
+    return 100.0 + 2.0 * baseline_p99_ms
+
 
 FLOOD = textwrap.dedent(
     """
@@ -45,6 +55,8 @@ FLOOD = textwrap.dedent(
             status = session.post(base + "/v1/events/likes", json=like).status_code
             with lock:
                 counts[status] = counts.get(status, 0) + 1
+                if status == 429 and counts[status] == 1:
+                    print("flooding", flush=True)
     threads = [threading.Thread(target=run) for _ in range(8)]
     for t in threads: t.start()
     for t in threads: t.join()
@@ -99,6 +111,18 @@ def server(kafka_bootstrap: str, tmp_path: Path, unique_name) -> Iterator[tuple[
         proc.wait(timeout=30)
 
 
+def wait_for_line(proc: subprocess.Popen[str], line: str, *, deadline_s: float) -> None:
+    """Read `proc`'s stdout until `line` arrives; fail after `deadline_s`."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + deadline_s
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0 and proc.poll() is None, f"no {line!r} from the flood in time"
+        ready, _, _ = select.select([proc.stdout], [], [], remaining)
+        if ready and proc.stdout.readline().strip() == line:
+            return
+
+
 def test_an_abusive_key_gets_429_and_others_keep_their_latency(server) -> None:
     base, abuser, polite = server
     session = requests.Session()
@@ -125,13 +149,15 @@ def test_an_abusive_key_gets_429_and_others_keep_their_latency(server) -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.0)  # let the flood reach full speed
+    wait_for_line(flood, FLOOD_STARTED, deadline_s=30)  # the flood is refused: full speed
     latencies = []
     stop = time.monotonic() + flood_s - 2.5
     while time.monotonic() < stop:
         latencies.append(post())
-    out, _ = flood.communicate(timeout=60)
-    counts = {int(k): v for k, v in json.loads(out.strip()).items()}
+    flood.wait(timeout=60)
+    assert flood.stdout is not None
+    out = flood.stdout.read()  # the same buffered reader as wait_for_line's
+    counts = {int(k): v for k, v in json.loads(out.strip().splitlines()[-1]).items()}
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
     p50 = latencies[len(latencies) // 2]
@@ -143,4 +169,4 @@ def test_an_abusive_key_gets_429_and_others_keep_their_latency(server) -> None:
     assert counts.get(202, 0) <= ABUSER_RATE * (flood_s + 2 + 1), counts
     assert counts.get(429, 0) > 0, counts
     assert not any(math.isnan(x) for x in latencies)  # every polite write acknowledged
-    assert p99 < P99_BOUND_MS, (p50, p99, base_p99)
+    assert p99 < p99_bound_ms(base_p99), (p50, p99, base_p99)

@@ -71,6 +71,24 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, st
         stack.run("broker", "stop")
 
 
+def test_broker_secrets_are_private_to_their_owner(secure: tuple[Stack, str]) -> None:
+    """server.properties holds the admin SCRAM password, the folder the private keys: none
+    readable by other local users; the format arguments (passwords) are not left behind."""
+    stack, _ = secure
+    broker = stack.data_dir / "broker"
+    props = sorted(broker.rglob("server.properties"))
+    assert props, "no server.properties found"
+    for path in props:
+        assert path.stat().st_mode & 0o777 == 0o600, path
+        assert path.parent.stat().st_mode & 0o077 == 0, path.parent
+    folder = broker / "secure"
+    assert folder.stat().st_mode & 0o777 == 0o700
+    for name in ("ca.key", "broker.key", "broker.pk8", "broker-keystore.pem", "credentials.json"):
+        if (folder / name).exists():
+            assert (folder / name).stat().st_mode & 0o777 == 0o600, name
+    assert not list(broker.rglob("format.args"))
+
+
 def test_plaintext_clients_are_not_served(secure: tuple[Stack, str]) -> None:
     _, bootstrap = secure
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 3000})

@@ -22,6 +22,7 @@ from tests.conftest import free_port_block
 REPO = Path(__file__).resolve().parents[2]
 HEADER_TIMEOUT_S = 1.5
 MAX_CONNECTIONS = 12
+MAX_PER_CLIENT = 8
 MAX_BODY = 1024 * 1024
 JSON = {"Content-Type": "application/json"}
 
@@ -40,6 +41,7 @@ def server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
         "LOGSTREAM_INGEST_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
         "LOGSTREAM_INGEST_BODY_TIMEOUT_S": str(HEADER_TIMEOUT_S),
         "LOGSTREAM_INGEST_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+        "LOGSTREAM_INGEST_MAX_CONNECTIONS_PER_CLIENT": str(MAX_PER_CLIENT),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "logstream", "ingest", "--port", str(port)],
@@ -64,11 +66,15 @@ def server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
         proc.wait(timeout=30)
 
 
-def raw(base: str, payload: bytes, wait_s: float = 10.0) -> tuple[bytes, float]:
-    """Send `payload` on a fresh connection; what came back until the server closed it."""
+def raw(
+    base: str, payload: bytes, wait_s: float = 10.0, source: str | None = None
+) -> tuple[bytes, float]:
+    """Send `payload` on a fresh connection (from loopback address `source` if given); what
+    came back until the server closed it."""
     host, port = base.removeprefix("http://").split(":")
     started = time.monotonic()
-    with socket.create_connection((host, int(port)), timeout=wait_s) as sock:
+    bind = (source, 0) if source else None
+    with socket.create_connection((host, int(port)), timeout=wait_s, source_address=bind) as sock:
         sock.sendall(payload)
         received = b""
         while True:
@@ -112,6 +118,19 @@ def test_oversized_or_countless_headers_get_431(server: str) -> None:
     assert requests.get(f"{server}/healthz", timeout=5).status_code == 200
 
 
+def test_a_large_header_block_in_one_read_or_pipelined_gets_431(server: str) -> None:
+    """The limit holds however the bytes arrive: a 100 KB header block sent complete in one
+    write, and the same behind a small pipelined request on one connection."""
+    big = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 100_000 + b"\r\n\r\n"
+    answer, _ = raw(server, big)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+    assert b'"headers_too_large"' in answer
+    small = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer, _ = raw(server, small + big)  # the first may be answered or not: the big one never
+    assert b"HTTP/1.1 431 " in answer and b'"headers_too_large"' in answer, answer[-300:]
+    assert requests.get(f"{server}/healthz", timeout=5).status_code == 200
+
+
 def test_slow_clients_are_cut_off(server: str) -> None:
     answer, took = raw(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
     assert answer.startswith(b"HTTP/1.1 408 "), answer[:100]
@@ -129,13 +148,18 @@ def test_slow_clients_are_cut_off(server: str) -> None:
 
 def test_connection_cap_answers_503(server: str) -> None:
     host, port = server.removeprefix("http://").split(":")
-    held = [socket.create_connection((host, int(port))) for _ in range(MAX_CONNECTIONS)]
+    # From two loopback addresses, so that no one address passes its own share.
+    held = [
+        socket.create_connection((host, int(port)), source_address=(f"127.0.0.{1 + i % 2}", 0))
+        for i in range(MAX_CONNECTIONS)
+    ]
     try:
         deadline = time.monotonic() + 5
         answer = b""
         while not answer.startswith(b"HTTP/1.1 503 ") and time.monotonic() < deadline:
-            answer, _ = raw(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer, _ = raw(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", source="127.0.0.3")
         assert answer.startswith(b"HTTP/1.1 503 "), answer[:100]
+        assert b'"too_many_connections"' in answer
         assert b"retry-after: 1" in answer.lower()
     finally:
         for sock in held:
@@ -143,4 +167,40 @@ def test_connection_cap_answers_503(server: str) -> None:
     deadline = time.monotonic() + 10
     while requests.get(f"{server}/healthz", timeout=5).status_code != 200:
         assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_one_client_holds_at_most_its_share_of_connections(server: str) -> None:
+    """One peer address (loopback too) gets 503 past its share while the cap is not
+    reached, and another address is still served."""
+    host, port = server.removeprefix("http://").split(":")
+    hog = "127.0.0.4"
+    held = [
+        socket.create_connection((host, int(port)), source_address=(hog, 0))
+        for _ in range(MAX_PER_CLIENT)
+    ]
+    try:
+        deadline = time.monotonic() + 5
+        answer = b""
+        while not answer.startswith(b"HTTP/1.1 503 ") and time.monotonic() < deadline:
+            answer, _ = raw(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", source=hog)
+        assert answer.startswith(b"HTTP/1.1 503 "), answer[:100]
+        assert b'"too_many_client_connections"' in answer and b"retry-after: 1" in answer.lower()
+        other, _ = raw(
+            server,
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            source="127.0.0.5",
+        )
+        assert other.startswith(b"HTTP/1.1 200 "), other[:100]
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while True:
+        answer, _ = raw(
+            server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", source=hog
+        )
+        if answer.startswith(b"HTTP/1.1 200 "):
+            break
+        assert time.monotonic() < deadline, "the share was not given back"
         time.sleep(0.1)

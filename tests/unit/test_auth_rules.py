@@ -148,3 +148,23 @@ def test_rate_limiter_per_key_and_kind(tmp_path: Path) -> None:
     assert limiter.take_events(slow, 3) == 1
     now[0] = 1.0
     assert limiter.take_events(slow, 3) == 0
+
+
+def test_auth_stays_on_when_the_key_file_vanishes(tmp_path: Path) -> None:
+    """Deleting (or hiding) the key file of a running server must not turn auth off."""
+    path = tmp_path / "auth" / "keys.json"
+    now = [0.0]
+    ring = KeyRing(path, clock=lambda: now[0])
+    assert not ring.enforced  # loopback, no file yet: off
+    _, token = KeyFile(path).create("writer", ["write:likes"])
+    now[0] = 1.5
+    assert ring.enforced and ring.lookup(token) is not None
+    path.unlink()
+    now[0] = 3.0
+    assert ring.enforced, "auth turned off when the key file was deleted"
+    assert ring.lookup(token) is None  # every key refused until the file is back
+
+
+def test_an_exposed_bind_requires_keys_even_without_a_file(tmp_path: Path) -> None:
+    ring = KeyRing(tmp_path / "keys.json", required=True)
+    assert ring.enforced and ring.lookup("lsk_0000_x") is None

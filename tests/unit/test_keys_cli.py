@@ -57,3 +57,22 @@ def test_bad_input_is_one_error_line(tmp_path: Path) -> None:
         assert done.returncode == 1, (args, done)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), (args, lines)
+
+
+def test_scopes_must_name_real_event_types_and_views(tmp_path: Path) -> None:
+    for scope in ("write:like", "read:likes-by-urls", "write:likes-by-url"):
+        done = keys(
+            tmp_path, "create", "--name", "typo", "--scope", "write:likes", "--scope", scope
+        )
+        assert done.returncode == 1, done.stdout
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: unknown scope target"), lines
+        assert scope in lines[0] and "likes-by-url" in lines[0]
+    assert not (tmp_path / "auth" / "keys.json").exists()  # nothing was created
+    for scopes in (["write:likes", "read:likes-by-window"], ["write:*", "read:*"], ["admin"]):
+        args = [a for s in scopes for a in ("--scope", s)]
+        assert keys(tmp_path, "create", "--name", "ok", *args).returncode == 0
+    later = keys(
+        tmp_path, "create", "--name", "later", "--scope", "read:clicks-by-url", "--allow-unknown"
+    )
+    assert later.returncode == 0, later.stderr

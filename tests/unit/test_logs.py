@@ -113,3 +113,39 @@ def test_text_logging_is_left_as_python_has_it(monkeypatch: pytest.MonkeyPatch):
     before = root.handlers[:]
     CliRunner().invoke(app, ["contract"])
     assert root.handlers == before
+
+
+def test_json_tracebacks_are_redacted_under_the_json_setting(tmp_path):
+    """LOGSTREAM_LOG_FORMAT=json in a fresh process: the traceback JSON builds itself must
+    not carry a store password or a registered secret (no record factory installed)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import logging\n"
+        "from logstream.logs import configure_cli_logging\n"
+        "from logstream.redact import register_secrets\n"
+        "configure_cli_logging()\n"
+        "register_secrets(['Sasl-S3cret'])\n"
+        "try:\n"
+        "    raise RuntimeError('no store at postgresql://u:Pw123456@h/d (Sasl-S3cret)')\n"
+        "except RuntimeError:\n"
+        "    logging.getLogger('t').exception('open failed for postgresql://u:Pw123456@h/d')\n"
+    )
+    env = {**os.environ, "LOGSTREAM_LOG_FORMAT": "json", "LOGSTREAM_DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    [line] = [x for x in done.stderr.splitlines() if x.startswith("{")]
+    record = json.loads(line)
+    assert "RuntimeError" in record["exception"]
+    for leak in ("Pw123456", "Sasl-S3cret"):
+        assert leak not in line
+    assert "postgresql://u:***@h/d" in record["exception"]
+    assert "postgresql://u:***@h/d" in record["message"]

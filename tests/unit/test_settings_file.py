@@ -47,3 +47,68 @@ def test_trusted_network_serves_without_keys_until_a_key_file_exists(tmp_path: P
     assert check_bind("0.0.0.0", keys, trust_network=True) is False
     keys.write_text('{"version": 1, "keys": []}')
     assert check_bind("0.0.0.0", keys, trust_network=True) is True
+
+
+def test_a_settings_file_others_can_write_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "logstream.env"
+    path.write_text("LOGSTREAM_BOOTSTRAP_SERVERS=127.0.0.1:19092\n")
+    path.chmod(0o600)
+    assert load_settings(data_dir=tmp_path).bootstrap_servers == "127.0.0.1:19092"
+    path.chmod(0o620)
+    with pytest.raises(ConfigError, match="group or others may write it"):
+        load_settings(data_dir=tmp_path)
+    path.chmod(0o602)
+    with pytest.raises(ConfigError, match="group or others may write it"):
+        load_settings(data_dir=tmp_path)
+
+
+def test_a_settings_file_owned_by_someone_else_is_refused(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "logstream.env"
+    path.write_text("LOGSTREAM_BOOTSTRAP_SERVERS=10.6.6.6:9092\n")
+    path.chmod(0o644)
+    if os.getuid() != 0:
+        pytest.skip("changing a file's owner needs root")
+    os.chown(path, 65534, 65534)
+    with pytest.raises(ConfigError, match="not by you"):
+        load_settings(data_dir=tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSTREAM_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "logstream", "topics", "list"],
+        env={**env, "LOGSTREAM_DATA_DIR": str(tmp_path), "PYTHONPATH": os.getcwd()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: refusing"), done.stderr
+
+
+def test_trusted_network_needs_keys_when_published_beyond_loopback(tmp_path: Path) -> None:
+    """docker-compose passes INGEST_PUBLISH_ADDR: a public publish is no trusted network."""
+    keys = tmp_path / "keys.json"
+    assert check_bind("0.0.0.0", keys, trust_network=True, published_host="127.0.0.1") is False
+    with pytest.raises(ConfigError, match=r"published on 0\.0\.0\.0"):
+        check_bind("0.0.0.0", keys, trust_network=True, published_host="0.0.0.0")
+    keys.write_text('{"version": 1, "keys": []}')
+    assert check_bind("0.0.0.0", keys, trust_network=True, published_host="0.0.0.0") is True
+
+
+def test_compose_trusts_the_network_only_for_ingest_and_follows_its_publish_address() -> None:
+    import yaml
+
+    compose = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.yml").read_text())
+    services = compose["services"]
+    ingest = services["ingest"]
+    assert ingest["environment"]["LOGSTREAM_INGEST_PUBLISHED_HOST"] == (
+        "${INGEST_PUBLISH_ADDR:-127.0.0.1}"
+    )
+    assert any("${INGEST_PUBLISH_ADDR:-127.0.0.1}:8000" in p for p in ingest["ports"])
+    assert "/healthz" in " ".join(ingest["healthcheck"]["test"])
+    for name, service in services.items():
+        if name != "ingest":
+            assert "LOGSTREAM_INGEST_TRUST_NETWORK" not in (service.get("environment") or {})
