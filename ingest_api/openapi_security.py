@@ -28,6 +28,13 @@ _WAIT_RESPONSES = {
     "504": "`wait_for` was not applied within `wait_ms`; see `Retry-After`",
 }
 _UNPROCESSABLE = "A parameter or field is invalid; `error.fields` names it"
+# Answered by the server itself before any route runs (ingest_api/http_limits.py), so every
+# operation can get them.
+_SERVER_RESPONSES = {
+    "408": "The request line, headers or body did not arrive in time",
+    "431": "The request line and headers are larger than LOGSTREAM_INGEST_MAX_HEADER_BYTES, "
+    "or there are more headers than LOGSTREAM_INGEST_MAX_HEADERS",
+}
 _RESPONSES = {
     "401": "No API key, or an unknown or revoked one (`WWW-Authenticate: Bearer`)",
     "403": "The API key lacks the scope this operation needs",
@@ -82,8 +89,11 @@ def document_security(app: FastAPI) -> None:
 
 
 def _document_errors(path: str, operation: dict[str, Any]) -> None:
-    """422 in the shared shape; 503/504 of the view reads (see the module doc)."""
+    """422 in the shared shape; the server's own 408/431; 503/504 of the view reads (see
+    the module doc)."""
     responses = operation.setdefault("responses", {})
+    for status, text in _SERVER_RESPONSES.items():
+        responses.setdefault(status, {"description": text, "content": _JSON})
     if "422" in responses:
         responses["422"] = {"description": _UNPROCESSABLE, "content": _JSON}
     if path == "/v1/views" or path.startswith("/v1/views/"):
