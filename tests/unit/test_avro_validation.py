@@ -208,8 +208,7 @@ def test_control_characters_are_refused_naming_the_field(state, change, field):
 def test_every_forbidden_control_is_refused_and_tab_lf_cr_pass(state, char):
     problems = rejected(state, "pageview", view(url=f"https://a.example/{char}"))
     assert problems == {
-        "url": f"contains the control character U+{ord(char):04X} "
-        "(only TAB, LF, CR are allowed)"
+        "url": f"contains the control character U+{ord(char):04X} (only TAB, LF, CR are allowed)"
     }
     allowed = view(url="a\tb\nc\rd", tags=["\t"], metrics={"k\n": 1.0}, referrer="\x80\u2028")
     record = decoded(PAGE_VIEW, prepare(state, "pageview", allowed)[0].value)
