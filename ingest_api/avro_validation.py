@@ -50,7 +50,7 @@ from typing_extensions import TypedDict  # pydantic needs it, not typing's, befo
 
 from ingest_api.timestamps import InvalidTimestampError, parse_time_value
 from logstream.schemas import SchemaCatalogue, SchemaVersion
-from logstream.text_rules import control_character_message, shown_name
+from logstream.text_rules import control_character_message, forbidden_control, shown_name
 
 __all__ = [
     "MAX_LENGTH_ATTRIBUTE",
@@ -280,15 +280,16 @@ class _Compiler:
 def _utf8(value: str) -> str:
     """Reject what JSON allows but UTF-8 (Avro strings, Kafka keys) cannot carry, and the
     control characters no door into the log lets in (one rule: `logstream.text_rules`)."""
+    if value.isprintable():  # the hot path, in C: no control character, no surrogate
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError(
             "contains an unpaired surrogate (\\ud800-\\udfff): not valid UTF-8"
         ) from None
-    problem = control_character_message(value)
-    if problem is not None:
-        raise ValueError(problem)
+    if forbidden_control(value) is not None:
+        raise ValueError(control_character_message(value))
     return value
 
 
