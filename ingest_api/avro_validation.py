@@ -13,8 +13,9 @@ The rules, per Avro type (strict: no coercion, `true` is not a number, `"5"` not
 - a field with a `default` may be left out: the Avro default is written.
 - array: a JSON array; map: a JSON object with any keys; enum: one of its symbols.
 - int / long: integers within 32 / 64 bits; float / double: numbers.
-- string: valid UTF-8 (no unpaired surrogate). `bytes` / `fixed`: a string of code points
-  0-255 (Avro's JSON encoding), `fixed` of exactly its size.
+- string (and a map key): valid UTF-8 (no unpaired surrogate), without the control
+  characters `logstream.text_rules` refuses (C0 but TAB, LF, CR; DEL). `bytes` / `fixed`:
+  a string of code points 0-255 (Avro's JSON encoding), `fixed` of exactly its size.
 - `{"type": "string", "logicalType": "uuid"}`: any text form of a UUID, written in the
   canonical form (lower case, hyphens).
 - `{"type": "long", "logicalType": "timestamp-millis"}`: an RFC 3339 date-time with an
@@ -49,6 +50,7 @@ from typing_extensions import TypedDict  # pydantic needs it, not typing's, befo
 
 from ingest_api.timestamps import InvalidTimestampError, parse_time_value
 from logstream.schemas import SchemaCatalogue, SchemaVersion
+from logstream.text_rules import control_character_message, forbidden_control, shown_name
 
 __all__ = [
     "MAX_LENGTH_ATTRIBUTE",
@@ -245,7 +247,8 @@ class _Compiler:
         if kind == "array":
             return list[self.annotation(node["items"], {})]  # type: ignore[misc]
         if kind == "map":
-            return dict[str, self.annotation(node["values"], {})]  # type: ignore[misc]
+            values = self.annotation(node["values"], {})
+            return dict[_MAP_KEY, values]  # type: ignore[valid-type]
         if isinstance(kind, str | list | dict):
             return self.annotation(kind, {**attrs, **node})
         raise ValueError(f"unsupported Avro type {node!r}")
@@ -275,13 +278,18 @@ class _Compiler:
 
 
 def _utf8(value: str) -> str:
-    """Reject what JSON allows but UTF-8 (Avro strings, Kafka keys) cannot carry."""
+    """Reject what JSON allows but UTF-8 (Avro strings, Kafka keys) cannot carry, and the
+    control characters no door into the log lets in (one rule: `logstream.text_rules`)."""
+    if value.isprintable():  # the hot path, in C: no control character, no surrogate
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError(
             "contains an unpaired surrogate (\\ud800-\\udfff): not valid UTF-8"
         ) from None
+    if forbidden_control(value) is not None:
+        raise ValueError(control_character_message(value))
     return value
 
 
@@ -306,6 +314,8 @@ def _text(attrs: Mapping[str, Any]) -> Any:
         return Annotated[str, Field(**bounds), AfterValidator(check)]
     return Annotated[str, AfterValidator(check)]
 
+
+_MAP_KEY = Annotated[str, AfterValidator(_utf8)]  # a map key is an Avro string too
 
 _BYTES_TEXT = "bytes are a string of code points 0-255 (\\u0000-\\u00ff)"
 
@@ -355,10 +365,10 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> str | None:
     for i, part in enumerate(loc):
         if isinstance(current, dict):
             if part in current:
-                parts.append(str(part))
+                parts.append(shown_name(str(part)))
                 current = current[part]
             elif i == len(loc) - 1:  # a missing field: named, though absent
-                parts.append(str(part))
+                parts.append(shown_name(str(part)))
         elif isinstance(current, list) and isinstance(part, int):
             parts.append(str(part))
             current = current[part] if 0 <= part < len(current) else None

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from ingest_api.avro_validation import EventModel
+from ingest_api.body import too_many_events
 from ingest_api.errors import ApiError
 from ingest_api.models import FieldError
 from ingest_api.service import EventRejected, IngestState, prepare_event
@@ -78,12 +79,7 @@ def split_batch(body: bytes, max_events: int) -> list[bytes]:
                 f"{end - pos} byte(s) left; each event is an Avro long length, then its bytes"
             )
         if len(events) == max_events:
-            raise ApiError(
-                413,
-                "too_many_events",
-                f"more than {max_events:,} events; at most {max_events:,} per batch "
-                "(LOGSTREAM_INGEST_MAX_BATCH_EVENTS)",
-            )
+            raise too_many_events(max_events)
         events.append(body[pos : pos + length])
         pos += length
     return events

@@ -1,24 +1,44 @@
 """Reading request bodies defensively: media type, size (declared and actual), JSON, NDJSON.
 
 Every failure is an `ApiError` with a 4xx status; nothing a client sends can cause a 500.
+Parsing costs CPU in proportion to what a client sends, so it is bounded (NDJSON stops at
+the batch limit and after `MAX_REPORTED_LINES` bad lines) and a large body is parsed on a
+worker thread (`off_loop`), keeping the event loop free for every other request.
 """
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar
 
+import anyio.to_thread
 import orjson
 from fastapi import Request
 
 from ingest_api.errors import ApiError
 from ingest_api.models import FieldError
 
-__all__ = ["JSON", "NDJSON", "media_type", "parse_json", "parse_ndjson", "read_body"]
+__all__ = [
+    "JSON",
+    "MAX_REPORTED_LINES",
+    "NDJSON",
+    "OFF_LOOP_BYTES",
+    "media_type",
+    "off_loop",
+    "parse_json",
+    "parse_ndjson",
+    "read_body",
+    "too_many_events",
+]
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
+MAX_REPORTED_LINES = 100  # NDJSON reading stops at this many bad lines: all that is reported
+OFF_LOOP_BYTES = 64 * 1024  # a body larger than this is parsed on a worker thread
+
+T = TypeVar("T")
 
 
 def media_type(request: Request, allowed: Collection[str]) -> str:
@@ -61,6 +81,25 @@ def _too_large(limit: int) -> ApiError:
     )
 
 
+def too_many_events(max_events: int, count: int | None = None) -> ApiError:
+    """The 413 of a batch over `LOGSTREAM_INGEST_MAX_BATCH_EVENTS` (`count` None: reading
+    stopped as soon as there were more, so how many is not known)."""
+    held = f"{count:,}" if count is not None else f"more than {max_events:,}"
+    return ApiError(
+        413,
+        "too_many_events",
+        f"{held} events; at most {max_events:,} per batch (LOGSTREAM_INGEST_MAX_BATCH_EVENTS)",
+    )
+
+
+async def off_loop(parse: Callable[..., T], body: bytes, *args: Any) -> T:
+    """`parse(body, *args)`, on a worker thread when the body is large: parsing megabytes
+    must not stall health checks and every other request of this worker."""
+    if len(body) <= OFF_LOOP_BYTES:
+        return parse(body, *args)
+    return await anyio.to_thread.run_sync(parse, body, *args)
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -92,11 +131,17 @@ def parse_json(body: bytes) -> Any:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
 
 
-def parse_ndjson(body: bytes) -> list[Any]:
-    """One JSON value per line; blank lines are skipped, `index` counts events, not lines."""
+def parse_ndjson(body: bytes, max_events: int | None = None) -> list[Any]:
+    """One JSON value per line; blank lines are skipped, `index` counts events, not lines.
+
+    Reading stops after `MAX_REPORTED_LINES` bad lines (400 listing them) and as soon as
+    there are more than `max_events` events (413 `too_many_events`, or the 400 if a bad line
+    came first): a body of millions of bad or tiny lines costs no more than a full batch.
+    Lines are read one at a time, never split into a list of them all."""
     items: list[Any] = []
     problems: list[FieldError] = []
-    for line_no, line in enumerate(body.split(b"\n"), start=1):
+    stopped_at: int | None = None
+    for line_no, line in enumerate(io.BytesIO(body), start=1):
         if not line.strip():
             continue
         try:
@@ -105,8 +150,19 @@ def parse_ndjson(body: bytes) -> list[Any]:
             problems.append(
                 FieldError(index=len(items) + len(problems), message=f"line {line_no}: {exc}")
             )
+        if len(problems) == MAX_REPORTED_LINES or (
+            max_events is not None and len(items) + len(problems) > max_events
+        ):
+            stopped_at = line_no
+            break
     if problems:
-        raise ApiError(
-            400, "malformed_json", f"{len(problems)} line(s) are not valid JSON", problems[:100]
-        )
+        counted = f"{len(problems)} line(s) are"
+        if stopped_at is not None:
+            counted = f"at least {counted}"
+        message = f"{counted} not valid JSON"
+        if stopped_at is not None:
+            message += f" (reading stopped at line {stopped_at:,})"
+        raise ApiError(400, "malformed_json", message, problems)
+    if stopped_at is not None and max_events is not None:
+        raise too_many_events(max_events)
     return items

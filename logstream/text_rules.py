@@ -5,7 +5,7 @@ Two rules, one per door:
 - Text coming in (ingest, import) refuses the C0 control characters and DEL, except TAB,
   LF and CR: they are never part of a URL, an id or a name, they hide in logs and
   terminals, and NUL is cut or refused by the stores (`forbidden_control`,
-  `control_character_errors`).
+  `control_character_message`, `control_character_errors`).
 - A key reaching a view store must not contain NUL: SQLite's JSON-fed upsert cuts a string
   there (three URLs become one) and PostgreSQL refuses it ("text fields cannot contain NUL"),
   so such an event is dead-lettered by the runtime with the reason, never stored
@@ -24,7 +24,9 @@ __all__ = [
     "NUL",
     "UnstorableKeyError",
     "control_character_errors",
+    "control_character_message",
     "forbidden_control",
+    "shown_name",
     "unstorable_key",
 ]
 
@@ -44,13 +46,27 @@ def forbidden_control(text: str) -> str | None:
     return None if found is None else f"U+{ord(found.group()):04X}"
 
 
+def control_character_message(text: str) -> str | None:
+    """Why `text` is refused (its first forbidden control character named), or None."""
+    found = forbidden_control(text)
+    if found is None:
+        return None
+    return f"contains the control character {found} (only TAB, LF, CR are allowed)"
+
+
+def shown_name(name: str) -> str:
+    """`name` (a map key in a field path) with each forbidden control written `\\uXXXX`, so
+    that an error message never carries the raw character."""
+    return _FORBIDDEN.sub(lambda m: f"\\u{ord(m.group()):04x}", name)
+
+
 def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
     """(path, text) of every string in a record: field values, map keys, array items."""
     if isinstance(value, str):
         yield path, value
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            shown = _FORBIDDEN.sub(lambda m: f"\\u{ord(m.group()):04x}", str(key))
+            shown = shown_name(str(key))
             name = f"{path}.{shown}" if path else shown  # never a raw control in a message
             if isinstance(key, str):
                 yield name, key
@@ -65,11 +81,9 @@ def control_character_errors(record: Mapping[str, Any]) -> list[tuple[str, str]]
     character, the field named by its path (`url`, `tags[2]`, `attrs.k`)."""
     errors = []
     for field, text in _strings(record, ""):
-        found = forbidden_control(text)
-        if found is not None:
-            errors.append(
-                (field, f"contains the control character {found} (only TAB, LF, CR are allowed)")
-            )
+        message = control_character_message(text)
+        if message is not None:
+            errors.append((field, message))
     return errors
 
 

@@ -27,7 +27,16 @@ from ingest_api.binary import (
     prepare_decoded,
     split_batch,
 )
-from ingest_api.body import JSON, NDJSON, media_type, parse_json, parse_ndjson, read_body
+from ingest_api.body import (
+    JSON,
+    NDJSON,
+    media_type,
+    off_loop,
+    parse_json,
+    parse_ndjson,
+    read_body,
+    too_many_events,
+)
 from ingest_api.deps import state_of
 from ingest_api.errors import ApiError
 from ingest_api.metrics import note_events
@@ -105,7 +114,8 @@ def _add_routes(router: APIRouter, model: EventModel) -> None:
         body = await read_body(request, state.settings.ingest_max_body_bytes)
         try:
             if kind == JSON:
-                message, event_id = prepare_event(state, model, parse_json(body), now=now_ms())
+                data = await off_loop(parse_json, body)
+                message, event_id = prepare_event(state, model, data, now=now_ms())
             else:
                 message, event_id = prepare_binary(state, model, body, now=now_ms())
         except EventRejected as exc:
@@ -199,23 +209,18 @@ async def _post_batch(request: Request, model: EventModel) -> JSONResponse:
     body = await read_body(request, settings.ingest_max_body_bytes)
     prepare: Prepare = prepare_event
     if kind == NDJSON:
-        items = parse_ndjson(body)
+        items = await off_loop(parse_ndjson, body, settings.ingest_max_batch_events)
     elif kind == AVRO_BATCH:
         split = split_batch(body, settings.ingest_max_batch_events)
         items = decode_batch(state.codec, split, model.event_type)
         prepare = prepare_decoded
     else:
-        items = parse_json(body)
+        items = await off_loop(parse_json, body)
         if not isinstance(items, list):
             raise ApiError(422, "validation_failed", "a batch is a JSON array of events")
     note_events(request, received=len(items))
     if len(items) > settings.ingest_max_batch_events:
-        raise ApiError(
-            413,
-            "too_many_events",
-            f"{len(items):,} events; at most {settings.ingest_max_batch_events:,} per batch "
-            "(LOGSTREAM_INGEST_MAX_BATCH_EVENTS)",
-        )
+        raise too_many_events(settings.ingest_max_batch_events, len(items))
     if not items:
         raise ApiError(422, "validation_failed", "the batch holds no events")
     messages, event_ids = _prepare_all(state, model, items, prepare)

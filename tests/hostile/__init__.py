@@ -10,6 +10,8 @@
 | reads queue behind a dead broker (the 20th waits 40 s) | test_dead_broker_reads.py |
 | bad query parameters: 500 + traceback; an aborted upload: 500 | test_query_params.py |
 | control characters pass import | test_import_controls.py |
+| control characters pass ingest (a NUL url, single and batch) | test_ingest_bodies.py |
+| 8 MiB of bad NDJSON lines: ~50 s CPU, 2.7 GB, health checks stalled | test_ingest_bodies.py |
 | the dashboard cannot be used with keys on | test_dashboard_auth.py |
 | no 5xx, no answer outside the OpenAPI document (Schemathesis) | test_schemathesis.py |
 

@@ -189,6 +189,8 @@ def test_batch_framing_and_bad_events_are_400_naming_the_index(client, topic, ka
         ({"event_id": "not-a-uuid"}, "event_id"),
         ({"occurred_at": -5}, "occurred_at"),
         ({"occurred_at": 10**13 * 10}, "occurred_at"),  # far in the future
+        ({"url": "https://victim.example/\x00a"}, "url"),  # control characters (issue 11)
+        ({"user_id": "u\x1b[2J"}, "user_id"),
     ],
 )
 def test_same_field_rules_as_json(client, fields, field):

@@ -183,6 +183,38 @@ def test_field_errors_name_the_path(state, change, field, says):
     assert says in problems[field]
 
 
+CONTROLS = [chr(c) for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"url": "https://victim.example/\u0000a"}, "url"),
+        ({"referrer": "r\x1b[2J"}, "referrer"),  # inside an optional union
+        ({"page": {"title": "T\x7f", "section": "NEWS"}}, "page.title"),
+        ({"page": {"title": "T", "section": "NEWS", "referrer": "\x08"}}, "page.referrer"),
+        ({"tags": ["a", "b", "c\x00"]}, "tags.2"),
+        ({"metrics": {"lo\x00ad": 1.0}}, "metrics.lo\\u0000ad"),  # a map key, shown escaped
+    ],
+)
+def test_control_characters_are_refused_naming_the_field(state, change, field):
+    problems = rejected(state, "pageview", view(**change))
+    assert list(problems) == [field]
+    assert "control character U+00" in problems[field]
+    assert not any(c in problems[field] + field for c in CONTROLS)
+
+
+@pytest.mark.parametrize("char", CONTROLS)
+def test_every_forbidden_control_is_refused_and_tab_lf_cr_pass(state, char):
+    problems = rejected(state, "pageview", view(url=f"https://a.example/{char}"))
+    assert problems == {
+        "url": f"contains the control character U+{ord(char):04X} (only TAB, LF, CR are allowed)"
+    }
+    allowed = view(url="a\tb\nc\rd", tags=["\t"], metrics={"k\n": 1.0}, referrer="\x80\u2028")
+    record = decoded(PAGE_VIEW, prepare(state, "pageview", allowed)[0].value)
+    assert record["url"] == "a\tb\nc\rd" and record["metrics"] == {"k\n": 1.0}
+
+
 def test_missing_required_fields_are_each_named(state):
     event = view()
     del event["visitor_id"], event["seconds"]
