@@ -219,8 +219,8 @@ class Folder:
                     if newest is None or _newer_raw(newest, *v):
                         newest = v
                 aggs.append(newest)
-            else:
-                aggs.append(set().union(*present) if present else None)
+            else:  # sketched as one at flush: no union of the sets is needed
+                aggs.append(_Sets(present) if present else None)
         merged.aggs = aggs
         return merged
 
@@ -286,15 +286,23 @@ def _hash_key(v: Any) -> int | tuple[float] | str:
     return _json(v)
 
 
-def values_sketch_bytes(values: Iterable[Any], lg_k: int) -> bytes:
-    """The stored (canonical) sketch of a distinct state's set of `_hash_key` values."""
+class _Sets(tuple[set[Any], ...]):
+    """Several cells' distinct states merged (`Folder.merge`): their sets, sketched as one."""
+
+    __slots__ = ()
+
+
+def values_sketch_bytes(values: set[Any] | _Sets, lg_k: int) -> bytes:
+    """The stored (canonical) sketch of a distinct state: a set of `_hash_key` values, or
+    several (`_Sets`; a value in more than one is hashed again, which changes nothing)."""
     sketch = hll_sketch(lg_k, _HLL_TYPE)
     update = sketch.update
-    try:
-        deque(map(update, values), 0)  # the loop in C: a set of str or int values
-    except TypeError:  # a float's 1-tuple: unwrap (values added already are added again)
-        for v in values:
-            update(v[0] if v.__class__ is tuple else v)
+    for part in values if values.__class__ is _Sets else (values,):
+        try:
+            deque(map(update, part), 0)  # the loop in C: a set of str or int values
+        except TypeError:  # a float's 1-tuple: unwrap (values added already are added again)
+            for v in part:
+                update(v[0] if v.__class__ is tuple else v)
     return canonical_sketch(sketch.serialize_compact(), lg_k)
 
 
