@@ -7,8 +7,8 @@ One state per declared aggregate, in declaration order, beside the bucket's coun
 * min / max: a number or None (no value yet); merge: the smaller / larger.
 * latest: None or (event_ms, partition, offset, value as JSON text); merge: the larger
   tuple, i.e. the newest event, ties by log position, then by the JSON text.
-* distinct: a DataSketches HLL sketch (the set of values while folding, see `Folder`; its
-  canonical bytes once flushed, see `canonical_sketch`); merge: HLL union.
+* distinct: a DataSketches HLL sketch (an `hll_sketch` while folding, its canonical bytes
+  once flushed, see `canonical_sketch`); merge: HLL union.
 
 Null and missing field values are skipped by every kind (latest keeps the newest non-null
 value). Every merge is associative, commutative and idempotent-free of order, which is what
@@ -18,7 +18,6 @@ lets a backfill drop and recompute any bucket and a rebuild reproduce the live s
 from __future__ import annotations
 
 import struct
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
@@ -173,13 +172,10 @@ def answer(aggregates: Sequence[Aggregate], states: Sequence[Any]) -> dict[str, 
 class Folder:
     """Folds events into their cells' aggregate states (the runtime's hot path).
 
-    States while folding are as in the module docstring, except that a distinct state is
-    the Python set of the values the sketch will hash (see `_hash_key`) and latest keeps
-    the raw value (turned into JSON text only when it is stored; equal (event_ms, partition,
-    offset) compare the JSON texts). `rows()` turns cells into bucket rows in stored form at
-    flush time, building each cell's sketch once from its set: a `set.add` per event costs
-    a fraction of a sketch update, a totals cell is a C set union instead of a sketch union
-    per bucket, and the canonical bytes are those of the same values sketched one by one.
+    States while folding are as in the module docstring, except that a live `hll_sketch`
+    stands for a distinct state and latest keeps the raw value (turned into JSON text only
+    when it is stored; equal (event_ms, partition, offset) compare the JSON texts).
+    `rows()` turns cells into bucket rows in stored form at flush time.
 
     `fold_event` is generated for the declared aggregates (one function, each field read
     once per event, no per-aggregate calls): at hundreds of thousands of events per second
@@ -219,8 +215,13 @@ class Folder:
                     if newest is None or _newer_raw(newest, *v):
                         newest = v
                 aggs.append(newest)
-            else:  # sketched as one at flush: no union of the sets is needed
-                aggs.append(_Sets(present) if present else None)
+            elif not present:
+                aggs.append(None)
+            else:
+                union = hll_union(agg.lg_k)
+                for sketch in present:
+                    union.update(sketch)
+                aggs.append(union.get_result(_HLL_TYPE))
         merged.aggs = aggs
         return merged
 
@@ -243,7 +244,7 @@ def generate_row_builder(aggregates: tuple[Aggregate, ...]) -> RowBuilder:
             cols += [f"None if {v} is None else {v}[{j}]" for j in range(3)]
             cols.append(f"None if {v} is None else _json({v}[3])")
         elif agg.kind is Kind.DISTINCT:
-            cols.append(f"None if {v} is None else values_sketch_bytes({v}, {agg.lg_k})")
+            cols.append(f"None if {v} is None else sketch_bytes({v}, {agg.lg_k})")
         else:
             cols.append(v)
     empty = [("0" if a.kind is Kind.SUM else "None") for a in aggregates]
@@ -257,7 +258,7 @@ def generate_row_builder(aggregates: tuple[Aggregate, ...]) -> RowBuilder:
         f"        append((series, key, bucket, c.count, c.first_ms, c.last_ms, {', '.join(cols)}))",
         "    return out",
     ]
-    scope: dict[str, Any] = {"_json": _json, "values_sketch_bytes": values_sketch_bytes}
+    scope: dict[str, Any] = {"_json": _json, "sketch_bytes": sketch_bytes}
     exec(compile("\n".join(lines), "<logstream row builder>", "exec"), scope)
     return cast(RowBuilder, scope["build"])
 
@@ -273,37 +274,14 @@ def _newer_raw(cur: tuple[int, int, int, Any], ts: int, p: int, o: int, v: Any) 
     return _json(v) > _json(cur[3])
 
 
-def _hash_key(v: Any) -> int | tuple[float] | str:
-    """What a distinct state's set holds for a value that is not a str (str values are
-    added as they are). The sketch hashes str, int and float values as they are and any
-    other value as its JSON text; a float goes into the set as a 1-tuple because a set
-    would take 1 and 1.0 (which the sketch hashes differently) for one value."""
-    t = type(v)
-    if t is int:
-        return cast(int, v)
-    if t is float:
-        return (cast(float, v),)
-    return _json(v)
+_PLAIN = frozenset({str, int, float})
+"""Value types a sketch hashes as they are; any other value is hashed as its JSON text."""
 
 
-class _Sets(tuple[set[Any], ...]):
-    """Several cells' distinct states merged (`Folder.merge`): their sets, sketched as one."""
-
-    __slots__ = ()
-
-
-def values_sketch_bytes(values: set[Any] | _Sets, lg_k: int) -> bytes:
-    """The stored (canonical) sketch of a distinct state: a set of `_hash_key` values, or
-    several (`_Sets`; a value in more than one is hashed again, which changes nothing)."""
+def _sketch_of(lg_k: int, v: str | int | float) -> hll_sketch:
     sketch = hll_sketch(lg_k, _HLL_TYPE)
-    update = sketch.update
-    for part in values if values.__class__ is _Sets else (values,):
-        try:
-            deque(map(update, part), 0)  # the loop in C: a set of str or int values
-        except TypeError:  # a float's 1-tuple: unwrap (values added already are added again)
-            for v in part:
-                update(v[0] if v.__class__ is tuple else v)
-    return canonical_sketch(sketch.serialize_compact(), lg_k)
+    sketch.update(v)
+    return sketch
 
 
 def _generate_fold(
@@ -315,8 +293,8 @@ def _generate_fold(
     lines = ["def fold_event(counters, keys, r, ts, p, o):"]
     lines += [f"    {var[f]} = r.get({f!r})" for f in fields]
     for f in sorted({a.field for a in aggregates if a.kind is Kind.DISTINCT}):
-        v = var[f]  # what the set keeps for the sketch, computed once per event
-        lines.append(f"    h{v} = {v} if {v}.__class__ is str else _hash_key({v})")
+        v = var[f]  # what the sketch hashes, computed once per event
+        lines.append(f"    h{v} = {v} if type({v}) in _PLAIN else _json({v})")
     initial = []
     for agg in aggregates:
         v = var[agg.field]
@@ -327,7 +305,7 @@ def _generate_fold(
         elif agg.kind is Kind.LATEST:
             initial.append(f"None if {v} is None else (ts, p, o, {v})")
         else:
-            initial.append(f"None if {v} is None else {{h{v}}}")
+            initial.append(f"None if {v} is None else _sketch_of({agg.lg_k}, h{v})")
     lines += [
         "    for key in keys:",
         "        c = counters.get(key)",
@@ -366,14 +344,16 @@ def _generate_fold(
         else:
             lines += [
                 f"            if s[{i}] is None:",
-                f"                s[{i}] = {{h{v}}}",
+                f"                s[{i}] = _sketch_of({agg.lg_k}, h{v})",
                 "            else:",
-                f"                s[{i}].add(h{v})",
+                f"                s[{i}].update(h{v})",
             ]
     scope: dict[str, Any] = {
         "Counter": Counter,
         "_newer_raw": _newer_raw,
-        "_hash_key": _hash_key,
+        "_sketch_of": _sketch_of,
+        "_PLAIN": _PLAIN,
+        "_json": _json,
     }
     exec(compile("\n".join(lines), "<logstream fold_event>", "exec"), scope)
     return cast(
