@@ -275,10 +275,10 @@ def test_small_distinct_counts_are_exact() -> None:
 
 
 def test_distinct_counts_values_as_the_sketch_hashes_them_whatever_their_type() -> None:
-    """The fold keeps a set per cell: 1 and 1.0 (equal in a Python set) are two values to
-    the sketch, -0.0 and 0.0 one, a bool or a dict its JSON text (equal to that str). The
-    stored bytes equal the sketch of the same values built in one go, per bucket and in
-    the totals, whatever the batching."""
+    """1 and 1.0 (equal in Python) are two values to the sketch, -0.0 and 0.0 one, a bool
+    or a dict its JSON text (equal to that str); whatever the fold keeps per cell, the
+    stored totals equal the sketch of the same values built in one go, whatever the
+    batching."""
     values = [1, 1.0, -0.0, 0.0, 2, 2.5, "1", True, "true", {"a": 1}, None, 1, 2.5, float("inf")]
     hashed = [1, 1.0, 0.0, 2, 2.5, "1", "true", '{"a":1}', float("inf")]
     events = [Ev(T0 + i * HOUR // 2, 0, i, {"url": "a", "v": v}) for i, v in enumerate(values)]
