@@ -32,6 +32,7 @@ __all__ = [
     "DAY_MS",
     "REPO",
     "LikeStream",
+    "PageViewStream",
     "bench_broker",
     "create_topic",
     "delete_topics",
@@ -193,5 +194,58 @@ class LikeStream:
                 "event_id": f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}",
                 "url": names[find(cum, rand() * total)],
                 "user_id": f"user-{int(rand() * users)}",
+                "occurred_at": t if t > oldest else oldest,
+            }
+
+
+class PageViewStream:
+    """A deterministic page-view stream (examples/pageviews' `page_view` v1) shaped like
+    real traffic: `pages` URLs Zipf-like (weight 1/rank), `visitors` distinct visitors
+    (uniform), seconds on page a float (exponential, mean 45 s, rounded to ms), the referrer
+    one of 20 pages or null (40 %), event times over `days` with the same jitter and late
+    fraction as `LikeStream`. Split between producers by partition, like `LikeStream`.
+    """
+
+    REFERRERS = [None] * 13 + [f"https://ref{i}.example.org/" for i in range(20)]
+
+    def __init__(
+        self,
+        n: int,
+        *,
+        seed: int = 17,
+        pages: int = 1_000,
+        visitors: int = 50_000,
+        days: int = 4,
+        late_fraction: float = 0.1,
+    ) -> None:
+        self.n = n
+        self.seed = seed
+        self.visitors = visitors
+        self.span_ms = days * DAY_MS
+        self.late_fraction = late_fraction
+        self.url_names = [f"https://example.com/article/{rank}" for rank in range(pages)]
+        self._cum = list(accumulate(1.0 / (rank + 1) for rank in range(pages)))
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """The whole stream, in order (fast, like `LikeStream.events`)."""
+        cum, total, names = self._cum, self._cum[-1], self.url_names
+        span, n, late, visitors = self.span_ms, self.n, self.late_fraction, self.visitors
+        referrers = self.REFERRERS
+        nref = len(referrers)
+        rng = random.Random(self.seed)
+        rand, bits, find, expo = rng.random, rng.getrandbits, bisect.bisect_left, rng.expovariate
+        oldest = BASE_MS - 2 * DAY_MS
+        late_range = 2 * DAY_MS - 3_600_000
+        for i in range(n):
+            t = BASE_MS + span * i // n + int(rand() * 240_001) - 120_000
+            if rand() < late:
+                t -= 3_600_000 + int(rand() * late_range)
+            h = f"{bits(128):032x}"
+            yield {
+                "event_id": f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}",
+                "url": names[find(cum, rand() * total)],
+                "visitor_id": f"visitor-{int(rand() * visitors)}",
+                "seconds_on_page": round(expo(1 / 45.0), 3),
+                "referrer": referrers[int(rand() * nref)],
                 "occurred_at": t if t > oldest else oldest,
             }

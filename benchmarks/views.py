@@ -16,6 +16,12 @@ peak RSS reported is that run's own):
 4. "quix": Quix Streams computing the same per-URL 1-minute tumbling count (Codec-based
    deserializer, `tumbling_window(60_000).count().final()`, key = url), on a prefix of the
    topic when N is large (it is much slower; events/s stay comparable).
+5. the example view (examples/pageviews: distinct visitors + summed seconds on page +
+   latest referrer per page per hour, with totals) on its own topic of `--example-events`
+   page_view events (default N; 1,000 skewed pages, 50,000 visitors, float seconds, 20
+   referrers or null, 4 days), between two raw consume+decode runs of that topic, which are
+   its reference. The example is imported from examples/pageviews/src (put on sys.path,
+   not installed) and its schema folder is added to the codec's.
 Then query latency (p50/p99) on stores holding 1,000,000 distinct URLs, filled directly
 through `store.commit` (the same path the runtime uses), and optionally (`--profile`) a
 cProfile of one view run, consume thread and commit thread separately.
@@ -58,6 +64,7 @@ from _common import (  # the benchmarks folder is on sys.path, not a package
     DAY_MS,
     REPO,
     LikeStream,
+    PageViewStream,
     bench_broker,
     create_topic,
     delete_topics,
@@ -67,6 +74,12 @@ from _common import (  # the benchmarks folder is on sys.path, not a package
 )
 
 VIEW_NAMES = ("likes-by-url", "likes-by-user", "likes-by-window")
+EXAMPLE_VIEW = "page-views"
+EXAMPLE_SRC = REPO / "examples" / "pageviews" / "src"
+EXAMPLE_SCHEMAS = EXAMPLE_SRC / "pageviews" / "schemas"
+TARGET_EXAMPLE_VS_RAW = 0.50
+# What each stream's producers write: the event type (codec) and the generator.
+STREAMS = {"likes": ("like", LikeStream), "page_views": ("page_views", PageViewStream)}
 PARTITIONS = 6
 PRODUCERS = 2
 RAW_NOISE = 0.15
@@ -93,10 +106,27 @@ def _settings(bootstrap: str, data_dir: Path | None = None) -> Any:
 
 
 def _codec(settings: Any) -> Any:
+    """The configured schemas plus the example's (`page_view`), as LOGSTREAM_SCHEMA_DIR
+    naming both folders would give."""
     from logstream.codec import Codec
     from logstream.schemas import SchemaCatalogue
 
-    return Codec(SchemaCatalogue.load(settings.resolved_schema_dir))
+    folders = f"{settings.resolved_schema_dir}{os.pathsep}{EXAMPLE_SCHEMAS}"
+    return Codec(SchemaCatalogue.load(folders))
+
+
+def _view(name: str) -> Any:
+    """A built-in view, or the example's (imported from its source folder, not installed:
+    an installed entry point would register it for every process using the shared venv)."""
+    if name == EXAMPLE_VIEW:
+        if str(EXAMPLE_SRC) not in sys.path:
+            sys.path.insert(0, str(EXAMPLE_SRC))
+        from pageviews.views import page_views
+
+        return page_views
+    from consumers import VIEWS
+
+    return VIEWS[name]
 
 
 def child_produce(args: argparse.Namespace) -> None:
@@ -108,6 +138,7 @@ def child_produce(args: argparse.Namespace) -> None:
 
     settings = _settings(args.bootstrap)
     encode = _codec(settings).encode
+    event_type, stream = STREAMS[args.stream]
     producer = Producer(
         producer_config(
             settings,
@@ -128,12 +159,12 @@ def child_produce(args: argparse.Namespace) -> None:
 
     started = time.perf_counter()
     sent = 0
-    for event in LikeStream(args.events).events():
+    for event in stream(args.events).events():
         key = event["url"].encode()
         partition = partition_of(key, PARTITIONS)
         if partition % args.workers != args.worker:
             continue  # another producer's partition
-        value = encode("like", event)
+        value = encode(event_type, event)
         while True:
             try:
                 producer.produce(
@@ -210,13 +241,12 @@ def child_raw(args: argparse.Namespace) -> None:
 
 def child_view(args: argparse.Namespace) -> None:
     """One view built from scratch by the real runtime into a fresh SQLite store."""
-    from consumers import VIEWS
     from logstream.gc_tuning import freeze_startup_heap
     from logstream.metrics.hooks import ConsumerHooks
     from logstream.runtime.runner import ViewRunner
     from logstream.stores.factory import open_view_store
 
-    view = VIEWS[args.view]
+    view = _view(args.view)
     with tempfile.TemporaryDirectory(prefix="logstream-bench-view-") as tmp:
         settings = _settings(args.bootstrap, Path(tmp))
         codec = _codec(settings)
@@ -568,11 +598,10 @@ def _instrumented_run(args: argparse.Namespace, group: str, *, profile: bool) ->
     `_flush` and `_caught_up` are wrapped on the instance (benchmark instrumentation only),
     the rest of the loop is `consume()` plus start-up (group join, end offsets).
     """
-    from consumers import VIEWS
     from logstream.runtime.runner import ViewRunner
     from logstream.stores.factory import open_view_store
 
-    view = VIEWS[args.view]
+    view = _view(args.view)
     # "flush" includes waiting for the in-flight commit; "caught_up" the end-offset checks.
     phases = {"apply": 0.0, "flush": 0.0, "caught_up checks": 0.0}
 
@@ -745,7 +774,22 @@ def run_concurrent(bootstrap: str, topic: str, tag: str) -> dict[str, Any]:
     }
 
 
-def produce(bootstrap: str, topic: str, events: int) -> dict[str, Any]:
+def run_example(bootstrap: str, tag: str, events: int) -> dict[str, Any]:
+    """The example view on its own page_view topic, between two raw runs of that topic."""
+    topic = f"{tag}-page_views"
+    create_topic(bootstrap, topic, PARTITIONS)
+    out: dict[str, Any] = {"topic": topic, "events": events}
+    out["produce"] = produce(bootstrap, topic, events, stream="page_views")
+    common = {"bootstrap": bootstrap, "topic": topic, "events": events}
+    out["raw_first"] = run_child("page_views raw (1st)", "raw", group=f"{tag}-pvraw1", **common)
+    out["view"] = run_child(
+        f"{EXAMPLE_VIEW} alone", "view", group=f"{tag}-pv", view=EXAMPLE_VIEW, **common
+    )
+    out["raw_last"] = run_child("page_views raw (2nd)", "raw", group=f"{tag}-pvraw2", **common)
+    return out
+
+
+def produce(bootstrap: str, topic: str, events: int, stream: str = "likes") -> dict[str, Any]:
     print(f"  producing {events:,} events to {topic} ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
     parts = _run_all(
@@ -758,6 +802,7 @@ def produce(bootstrap: str, topic: str, events: int) -> dict[str, Any]:
                 events=events,
                 worker=worker,
                 workers=PRODUCERS,
+                stream=stream,
             )
             for worker in range(PRODUCERS)
         ]
@@ -811,6 +856,17 @@ def summarize(report: dict[str, Any]) -> None:
     report["incomplete_runs"] = [
         r["label"] for r in measured if r["events"] != report["events"] or r.get("dead_letters")
     ]
+    example = report.get("example")
+    if example:
+        ex_rates = [example["raw_first"]["events_per_s"], example["raw_last"]["events_per_s"]]
+        example["raw_events_per_s"] = statistics.fmean(ex_rates)
+        example["raw_spread"] = abs(ex_rates[0] - ex_rates[1]) / max(ex_rates)
+        example["vs_raw"] = example["view"]["events_per_s"] / example["raw_events_per_s"]
+        report["incomplete_runs"] += [
+            example[k]["label"]
+            for k in ("raw_first", "view", "raw_last")
+            if example[k]["events"] != example["events"] or example[k].get("dead_letters")
+        ]
     targets = []
     for name in VIEW_NAMES:
         rate = runs[name]["events_per_s"]
@@ -826,6 +882,15 @@ def summarize(report: dict[str, Any]) -> None:
     for r in report["concurrent"]["per_view"]:
         r["vs_raw"] = r["events_per_s"] / raw
         r["vs_quix"] = r["events_per_s"] / quix
+    if example:
+        targets.append(
+            {
+                "view": EXAMPLE_VIEW,
+                "target": f">= {TARGET_EXAMPLE_VS_RAW:.2f} x raw",
+                "value": example["vs_raw"],
+                "verdict": _verdict(example["vs_raw"], TARGET_EXAMPLE_VS_RAW),
+            }
+        )
     report["targets"] = targets
 
 
@@ -891,11 +956,36 @@ def print_table(report: dict[str, Any]) -> None:
         f"spread {report['raw_spread']:.0%}{noise}",
         file=out,
     )
+    example = report.get("example")
+    if example:
+        ex_raw = example["raw_events_per_s"]
+        print(
+            f"\nexample view ({example['events']:,} page_view events on their own topic; "
+            f"x raw against that topic's raw runs):",
+            file=out,
+        )
+        print(header.replace("  x quix", "        "), file=out)
+        for label, key in (
+            ("page_views raw (1st)", "raw_first"),
+            ("page_views raw (2nd)", "raw_last"),
+            (f"{EXAMPLE_VIEW} alone", "view"),
+        ):
+            r = example[key]
+            print(
+                f"{label:<34}{r['events']:>11,}{r['seconds']:>8.1f}{r['events_per_s']:>11,.0f}"
+                f"{r['events_per_s'] / ex_raw:>8.2f}{'':>8}{r['rss_mb']:>8.0f}",
+                file=out,
+            )
+        spread = example["raw_spread"]
+        warning = "  ** NOISE WARNING: raw runs differ by > 15% **" if spread > RAW_NOISE else ""
+        print(f"  raw reference {ex_raw:,.0f}/s; spread {spread:.0%}{warning}", file=out)
     if report["incomplete_runs"]:
         print(f"  ** INCOMPLETE runs: {', '.join(report['incomplete_runs'])} **", file=out)
     print("\ntargets (each view alone):", file=out)
     for t in report["targets"]:
         print(f"  {t['verdict']}  {t['view']:<16} {t['target']:<14} got {t['value']:.2f}", file=out)
+    if example:
+        print("  (page-views: its own topic's raw runs are its reference)", file=out)
     query = report.get("query")
     if query:
         print(
@@ -961,13 +1051,22 @@ def main(argv: list[str] | None = None) -> int:
         help="distinct URLs for query latency (0: skip)",
     )
     parser.add_argument("--profile", action="store_true", help="also cProfile one view run")
-    parser.add_argument("--profile-view", default="likes-by-url", choices=VIEW_NAMES)
+    parser.add_argument(
+        "--example-events",
+        type=int,
+        default=None,
+        help="page_view events for the example view (default: --events; 0: skip it)",
+    )
+    parser.add_argument(
+        "--profile-view", default="likes-by-url", choices=(*VIEW_NAMES, EXAMPLE_VIEW)
+    )
     parser.add_argument("--profile-events", type=int, default=300_000)
     parser.add_argument("--json", type=Path, help="also write the JSON report to this file")
     # child-only options
     parser.add_argument("--child", help=argparse.SUPPRESS)
     for name in ("bootstrap", "topic", "group", "view"):
         parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
+    parser.add_argument("--stream", default="likes", choices=STREAMS, help=argparse.SUPPRESS)
     for name in ("worker", "workers", "urls", "lines"):
         parser.add_argument(f"--{name}", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1011,19 +1110,25 @@ def main(argv: list[str] | None = None) -> int:
                 "quix", "quix", bootstrap=bootstrap, topic=topic, events=quix_n, group=f"{tag}-quix"
             )
             runs["raw_last"] = run_child("raw (2nd)", "raw", group=f"{tag}-raw2", **common)
+            example_n = n if args.example_events is None else args.example_events
+            if example_n > 0:
+                report["example"] = run_example(bootstrap, tag, example_n)
             if args.query_urls > 0:
                 report["query"] = run_child(
                     "query latency", "query", bootstrap=bootstrap, urls=args.query_urls
                 )
             if args.profile:
+                example = args.profile_view == EXAMPLE_VIEW
+                if example and "example" not in report:
+                    raise SystemExit("error: --profile-view page-views needs --example-events > 0")
                 report["profile"] = run_child(
                     "profile",
                     "profile",
                     bootstrap=bootstrap,
-                    topic=topic,
+                    topic=report["example"]["topic"] if example else topic,
                     group=f"{tag}-profile",
                     view=args.profile_view,
-                    events=min(n, args.profile_events),
+                    events=min(report["example"]["events"] if example else n, args.profile_events),
                     lines=15,
                 )
         finally:

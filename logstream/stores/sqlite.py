@@ -296,6 +296,21 @@ def _pack_blobs(rows: list[tuple[Any, ...]], blobs: list[int]) -> tuple[list[lis
     parts: list[bytes] = []
     at = 1
     packed: list[list[Any]] = []
+    if len(blobs) == 1:  # one distinct aggregate (the usual): no inner loop per row
+        (i,) = blobs
+        append, add_part = packed.append, parts.append
+        for row in rows:
+            data = row[i]
+            if data is None:
+                append([*row, None])
+                continue
+            size = len(data)
+            out = [*row, size]
+            out[i] = at
+            append(out)
+            add_part(data)
+            at += size
+        return packed, b"".join(parts)
     for row in rows:
         out = list(row)
         lengths: list[int | None] = []

@@ -274,6 +274,29 @@ def test_small_distinct_counts_are_exact() -> None:
         assert got == agg["distinct_u"] == n
 
 
+def test_distinct_counts_values_as_the_sketch_hashes_them_whatever_their_type() -> None:
+    """1 and 1.0 (equal in Python) are two values to the sketch, -0.0 and 0.0 one, a bool
+    or a dict its JSON text (equal to that str); whatever the fold keeps per cell, the
+    stored totals equal the sketch of the same values built in one go, whatever the
+    batching."""
+    values = [1, 1.0, -0.0, 0.0, 2, 2.5, "1", True, "true", {"a": 1}, None, 1, 2.5, float("inf")]
+    hashed = [1, 1.0, 0.0, 2, 2.5, "1", "true", '{"a":1}', float("inf")]
+    events = [Ev(T0 + i * HOUR // 2, 0, i, {"url": "a", "v": v}) for i, v in enumerate(values)]
+    aggs = (distinct("v", name="vs"),)
+    for batches in ([list(range(len(values)))], [list(range(0, 14, 2)), list(range(1, 14, 2))]):
+        with tempfile.TemporaryDirectory() as tmp:
+            store = _sqlite(tmp, aggs)
+            build(store, events, batches)
+            got = store.summary("url", "a")
+            assert got is not None
+            assert got.values["vs"] == len(hashed) == 9
+            db = sqlite3.connect(next(Path(tmp).rglob("*.sqlite")))
+            (stored,) = db.execute("SELECT a0 FROM totals WHERE series = 'url'").fetchone()
+            db.close()
+            assert bytes(stored) == sketch_of(hashed, DEFAULT_HLL_LG_K)
+            store.close()
+
+
 # -- both backends: the read API, refusals, migrations ----------------------------------------
 
 BACKENDS = [
