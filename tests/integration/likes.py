@@ -57,13 +57,18 @@ def produce_likes(bootstrap: str, topic: str, events: list[dict[str, Any]], code
     )
     failures: list[str] = []
     for event in events:
-        producer.produce(
-            topic,
-            key=event["url"].encode(),
-            value=codec.encode("like", event),
-            timestamp=event["occurred_at"],
-            on_delivery=lambda err, _m: failures.append(str(err)) if err else None,
-        )
+        while True:
+            try:
+                producer.produce(
+                    topic,
+                    key=event["url"].encode(),
+                    value=codec.encode("like", event),
+                    timestamp=event["occurred_at"],
+                    on_delivery=lambda err, _m: failures.append(str(err)) if err else None,
+                )
+                break
+            except BufferError:  # the local queue is full (a slow broker): let it drain
+                producer.poll(0.1)
         producer.poll(0)
     assert producer.flush(60) == 0
     assert failures == []
