@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from io import BytesIO
@@ -24,6 +23,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from ingest_api.app import create_app
 from logstream.settings import Settings
+from tests.integration.test_ingest_api import read_at
 from tests.page_view import PAGE_VIEW
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,27 +74,6 @@ def view(**fields: Any) -> dict[str, Any]:
     }
     event.update(fields)
     return event
-
-
-def read_at(bootstrap: str, topic: str, partition: int, offset: int) -> Any:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"r-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        consumer.assign([TopicPartition(topic, partition, offset)])
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is not None:
-                assert msg.error() is None, msg.error()
-                return msg
-    finally:
-        consumer.close()
-    raise AssertionError(f"no message at {topic}[{partition}]@{offset}")
 
 
 def decode(value: bytes) -> dict[str, Any]:

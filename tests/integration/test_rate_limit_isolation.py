@@ -26,7 +26,7 @@ from logstream.auth.keys import KeyFile
 from logstream.kafka.admin import create_topics, make_admin
 from logstream.settings import Settings
 from logstream.topics import event_topic_specs, resolve_topics
-from tests.conftest import free_port_block
+from tests.integration.ingest_server import running_ingest
 
 REPO = Path(__file__).resolve().parents[2]
 ABUSER_RATE = 5
@@ -80,7 +80,6 @@ def server(kafka_bootstrap: str, tmp_path: Path, unique_name) -> Iterator[tuple[
     files = KeyFile(settings.resolved_auth_keys_file)
     _, abuser = files.create("abuser", ["write:likes"], requests_per_s=ABUSER_RATE)
     _, polite = files.create("polite", ["write:likes"])
-    port = free_port_block(1)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("LOGSTREAM_")},
         "PYTHONPATH": str(REPO),
@@ -88,27 +87,8 @@ def server(kafka_bootstrap: str, tmp_path: Path, unique_name) -> Iterator[tuple[
         "LOGSTREAM_DATA_DIR": str(settings.data_dir),
         "LOGSTREAM_TOPIC_PREFIX": settings.topic_prefix,
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "logstream", "ingest", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.2)
+    with running_ingest(env) as base:
         yield base, abuser, polite
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def wait_for_line(proc: subprocess.Popen[str], line: str, *, deadline_s: float) -> None:

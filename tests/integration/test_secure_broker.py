@@ -21,6 +21,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from tests.conftest import free_port_block
+from tests.integration.ingest_server import running_ingest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -100,25 +101,7 @@ def test_ingest_views_lag_backfill_and_transfer_over_sasl_ssl(
     secure: tuple[Stack, str], tmp_path: Path
 ) -> None:
     stack, _ = secure
-    port = free_port_block(1)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "logstream", "ingest", "--port", str(port)],
-        env=stack.env(),
-        cwd=stack.data_dir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "ingest did not start"
-            time.sleep(0.3)
+    with running_ingest(stack.env(), cwd=stack.data_dir, ready_path="/readyz") as base:
         expected: Counter[str] = Counter()
         for i in range(60):
             url = f"https://secure.example/{i % 7}"
@@ -161,9 +144,6 @@ def test_ingest_views_lag_backfill_and_transfer_over_sasl_ssl(
             original = sorted(r["event"]["event_id"] for r in fastavro.reader(a))  # type: ignore[index]
             copied = sorted(r["event"]["event_id"] for r in fastavro.reader(b))  # type: ignore[index]
         assert len(original) == sum(expected.values()) and copied == original
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_wrong_password_is_one_line_within_seconds(secure: tuple[Stack, str]) -> None:

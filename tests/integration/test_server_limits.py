@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import free_port_block
+from tests.integration.ingest_server import running_ingest
 
 REPO = Path(__file__).resolve().parents[2]
 HEADER_TIMEOUT_S = 1.5
@@ -29,7 +27,6 @@ JSON = {"Content-Type": "application/json"}
 
 @pytest.fixture(scope="module")
 def server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port_block(1)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("LOGSTREAM_")},
         "PYTHONPATH": str(REPO),
@@ -43,27 +40,8 @@ def server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
         "LOGSTREAM_INGEST_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
         "LOGSTREAM_INGEST_MAX_CONNECTIONS_PER_CLIENT": str(MAX_PER_CLIENT),
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "logstream", "ingest", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "ingest did not start"
-            time.sleep(0.2)
+    with running_ingest(env) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def raw(
