@@ -78,6 +78,10 @@ logger.kafka.name = kafka
 logger.kafka.level = INFO
 logger.apache.name = org.apache.kafka
 logger.apache.level = WARN
+# "Fencing broker N ... session has timed out": when a node lost its leaderships, and proof
+# that a live node never did (the fault suite counts these lines).
+logger.fencing.name = org.apache.kafka.controller.ReplicationControlManager
+logger.fencing.level = INFO
 logger.request.name = kafka.request.logger
 logger.request.level = WARN
 """
@@ -173,15 +177,23 @@ def ensure_kafka_runtime(version: str, cache_dir: Path, *, quiet: bool = True) -
     home = cache_dir.expanduser().resolve() / version
     runtime = KafkaRuntime(home)
     marker = home / ".complete"
-    if marker.exists():
-        return runtime
-    with _exclusive(cache_dir.expanduser() / f".{version}.lock"):
-        if marker.exists():
-            return runtime
-        _fetch(version, home, quiet=quiet)
-        runtime.log4j_config.write_text(_LOG4J2_PROPERTIES)
-        marker.write_text(version + "\n")
+    if not marker.exists():
+        with _exclusive(cache_dir.expanduser() / f".{version}.lock"):
+            if not marker.exists():
+                _fetch(version, home, quiet=quiet)
+                marker.write_text(version + "\n")
+    _write_logging_config(runtime.log4j_config)
     return runtime
+
+
+def _write_logging_config(path: Path) -> None:
+    """The logging configuration of this release, also over a runtime cached by an older one
+    (atomically: brokers of the same cache may be starting beside us)."""
+    if path.exists() and path.read_text() == _LOG4J2_PROPERTIES:
+        return
+    fresh = path.with_name(f".{path.name}.{os.getpid()}")
+    fresh.write_text(_LOG4J2_PROPERTIES)
+    fresh.replace(path)
 
 
 def _fetch(version: str, home: Path, *, quiet: bool) -> None:

@@ -19,8 +19,8 @@ __all__ = ["FAILOVER_PROPERTIES", "server_properties"]
 # matters. The KRaft quorum settings bound how fast a new active controller takes over when
 # the killed node was it.
 FAILOVER_PROPERTIES: dict[str, str | int] = {
-    "broker.heartbeat.interval.ms": 150,
-    "broker.session.timeout.ms": 1000,
+    "broker.heartbeat.interval.ms": 100,
+    "broker.session.timeout.ms": 600,
     "controller.quorum.fetch.timeout.ms": 600,
     "controller.quorum.election.timeout.ms": 300,
     "controller.quorum.election.backoff.max.ms": 200,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
@@ -26,6 +27,7 @@ class ClusterProbe:
             # Quiet: connection errors to nodes the suite killed are expected, not news.
             {"bootstrap.servers": cluster.bootstrap_servers, "log_level": 0}
         )
+        self.kills: list[tuple[int, float]] = []  # (node id, wall-clock time of its SIGKILL)
 
     def leaders(self, topic: str) -> dict[int, int]:
         """partition -> leader node id (-1 while it has none)."""
@@ -84,15 +86,21 @@ class ClusterProbe:
         pid = self.node_pid(node_id)
         killed_at = time.monotonic()
         os.kill(pid, signal.SIGKILL)
+        self.kills.append((node_id, time.time()))
         return killed_at
 
     def kill_all(self) -> float:
         """SIGKILL every node at once (a power cut of the whole cluster); returns the time."""
-        pids = [s.pid for s in self.cluster.status() if s.pid is not None]
+        nodes = [(s.node_id, s.pid) for s in self.cluster.status() if s.pid is not None]
         killed_at = time.monotonic()
-        for pid in pids:
+        for node_id, pid in nodes:
             os.kill(pid, signal.SIGKILL)
+            self.kills.append((node_id, time.time()))
         return killed_at
+
+    def fencing_logs(self) -> list[Path]:
+        """The controllers' logs: where fencings are recorded."""
+        return [self.cluster.log_file(n) for n in self.cluster.layout() if n.is_voter]
 
     def wait_all_down(self, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s

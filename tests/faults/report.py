@@ -13,13 +13,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The issue's target: ingest answers 202 again this soon after a leader kill. It is printed
-# and judged for every run (met / MISSED). On 2 cores shared by 6 JVMs, 5 Python processes
-# and the load itself, about one kill in three or four takes 2.9-3.2 s (typical: 1.2-2.2 s;
-# the lighter tests/integration/test_failover.py asserts 3 s for every kill), so the suite
-# fails on what cannot be noise: a median above the target, or any kill above the hard limit.
+# The issue's target, held for every kill: ingest answers 202 again this soon after a leader
+# is killed. With a 600 ms broker session (logstream/broker/properties.py) kills take 1.0-1.9 s
+# on 2 cores shared by 6 JVMs, 5 Python processes and the load itself.
 UNAVAILABILITY_LIMIT_S = 3.0
-UNAVAILABILITY_HARD_LIMIT_S = 5.0
 OUTAGE_RECOVERY_LIMIT_S = 30.0  # a consumer applies new events this soon after an outage
 SIGTERM_LIMIT_S = 10.0  # a consumer exits this soon after SIGTERM
 
@@ -42,6 +39,8 @@ class Report:
     views_off_by: dict[str, int] | None = None
     hangs: list[tuple[str, str]] = field(default_factory=list)  # (consumer, during what)
     consumer_exits: list[str] = field(default_factory=list)  # exits the suite did not cause
+    fencings: int | None = None  # brokers the controllers fenced (None: not read yet)
+    live_brokers_fenced: list[str] = field(default_factory=list)  # fencings no kill explains
     started: float = field(default_factory=time.monotonic)
 
     def hang(self, consumer: str, during: str) -> None:
@@ -92,16 +91,15 @@ class Report:
             self.findings.append(f"hung consumers: {self.hung_summary()}")
         if len(self.unavailability_s) < 5:
             self.findings.append(f"only {len(self.unavailability_s)} leader kills measured")
-        if self.longest_unavailability_s > UNAVAILABILITY_HARD_LIMIT_S:
+        if self.longest_unavailability_s > UNAVAILABILITY_LIMIT_S:
             self.findings.append(
                 f"longest unavailability after a leader kill "
-                f"{seconds(self.longest_unavailability_s)} > {UNAVAILABILITY_HARD_LIMIT_S} s"
+                f"{seconds(self.longest_unavailability_s)} > {UNAVAILABILITY_LIMIT_S} s"
             )
-        if self.unavailability_s and self.median_unavailability_s > UNAVAILABILITY_LIMIT_S:
-            self.findings.append(
-                f"median unavailability after a leader kill "
-                f"{seconds(self.median_unavailability_s)} > {UNAVAILABILITY_LIMIT_S} s"
-            )
+        if self.fencings is None:
+            self.findings.append("the controllers' fencings were not read")
+        if self.live_brokers_fenced:
+            self.findings.append(f"live brokers fenced: {self.live_brokers_fenced}")
         if self.longest_outage_recovery_s > OUTAGE_RECOVERY_LIMIT_S:
             self.findings.append(
                 f"consumer recovery after the outage {seconds(self.longest_outage_recovery_s)} "
@@ -122,11 +120,10 @@ class Report:
             "unavailability after each leader kill: "
             + ", ".join(seconds(s) for s in self.unavailability_s),
             f"longest unavailability after a leader kill: "
-            f"{seconds(self.longest_unavailability_s)} (target {UNAVAILABILITY_LIMIT_S} s: "
-            f"{'met' if self.longest_unavailability_s <= UNAVAILABILITY_LIMIT_S else 'MISSED'}; "
-            f"fails above {UNAVAILABILITY_HARD_LIMIT_S} s), median "
-            f"{seconds(self.median_unavailability_s) if self.unavailability_s else 'none'} "
-            f"(fails above {UNAVAILABILITY_LIMIT_S} s)",
+            f"{seconds(self.longest_unavailability_s)} (limit {UNAVAILABILITY_LIMIT_S} s), median "
+            f"{seconds(self.median_unavailability_s) if self.unavailability_s else 'none'}",
+            f"brokers fenced: {self.fencings}, of them live (no kill explains it): "
+            f"{len(self.live_brokers_fenced)} {self.live_brokers_fenced or ''}".rstrip(),
             "consumer recovery after the outage without a restart: "
             f"{seconds(self.longest_outage_recovery_s)} (limit {OUTAGE_RECOVERY_LIMIT_S} s) "
             + ", ".join(f"{v} {seconds(s)}" for v, s in self.outage_recovery_s.items()),

@@ -46,6 +46,7 @@ from logstream.stores.factory import open_view_store
 from tests.conftest import free_port_block, local_cluster
 from tests.faults import disk
 from tests.faults.cluster import ClusterProbe
+from tests.faults.fencing import fencings_in, unexplained
 from tests.faults.load import Ack, LoadGenerator
 from tests.faults.report import SIGTERM_LIMIT_S, Report, seconds
 from tests.faults.services import (
@@ -514,6 +515,12 @@ def audit(s: Stack) -> None:
     finally:
         for store in stores.values():
             store.close()
+    fencings = fencings_in(s.probe.fencing_logs())
+    r.fencings = len(fencings)
+    r.live_brokers_fenced = [
+        f"broker {f.node} (epoch {f.epoch}) at {time.strftime('%H:%M:%S', time.localtime(f.at))}"
+        for f in unexplained(fencings, s.probe.kills)
+    ]
 
 
 def first_202_after(s: Stack, since: float, mark: int) -> str:
