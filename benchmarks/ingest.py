@@ -1,8 +1,12 @@
 """Ingest benchmark: `make bench-ingest` (or `python benchmarks/ingest.py [--duration S]`).
 
 Measures, in one run and on the same server settings (uvicorn, 1 worker unless `--workers N`,
-no access log; metrics on unless `LOGSTREAM_METRICS=false`, to measure what they cost):
+no access log; metrics on unless `LOGSTREAM_METRICS=false`):
 - single-event POST /v1/events/likes: requests/s, p50/p99 latency at concurrency 32 and 128;
+- the same against a second ingest server with metrics off (`LOGSTREAM_METRICS=false`): what
+  metrics cost, measured in the same turns (target: metrics on within 5 % of off, for single
+  events and batches). The metrics-on server is scraped (`GET /metrics`) every
+  `--scrape-interval` seconds while it is under load, as Prometheus would;
 - the same against a no-op FastAPI POST endpoint (reads the body, answers 202): the
   framework's ceiling;
 - the same for a generic event type that exists only as a schema file,
@@ -58,15 +62,17 @@ from fastapi.responses import JSONResponse
 
 BATCH_SIZE = 1000
 BATCH_ROUND_S = 4.0  # batches and the raw loop alternate in rounds of at least this long
-SERVERS = ("noop", "ingest", "generic")
+SERVERS = ("noop", "ingest", "generic", "metrics_off")
 AUTH_KEYS_ENV = "LOGSTREAM_BENCH_AUTH_KEYS_FILE"  # set for the child processes by --auth
 AUTH_TOKEN_ENV = "LOGSTREAM_BENCH_AUTH_TOKEN"
+SCRAPE_TOKEN_ENV = "LOGSTREAM_BENCH_SCRAPE_TOKEN"  # an admin key: what a Prometheus server holds
 URLS = 1000  # distinct urls, hence keys, spread over the partitions
 GENERIC_SCHEMAS = REPO / "benchmarks" / "schemas"
 PATHS = {
     "noop": "/v1/events/likes",
     "ingest": "/v1/events/likes",
     "generic": "/v1/events/page_views",
+    "metrics_off": "/v1/events/likes",
 }
 
 
@@ -97,12 +103,14 @@ def percentile(sorted_values: list[float], q: float) -> float:
 def serve(kind: str, port: int, bootstrap: str, topic: str) -> None:
     import uvicorn
 
-    if kind in ("ingest", "generic"):
+    if kind in ("ingest", "generic", "metrics_off"):
         from ingest_api.app import create_app
         from logstream.settings import load_settings
 
         keys_file = os.environ.get(AUTH_KEYS_ENV)
         overrides: dict[str, Any] = {"auth_keys_file": Path(keys_file)} if keys_file else {}
+        if kind == "metrics_off":
+            overrides["metrics"] = False
         settings = load_settings(bootstrap_servers=bootstrap, **overrides)
         if kind == "generic":  # the repo's schemas and the bench's own folder, side by side
             overrides["schema_dir"] = f"{settings.resolved_schema_dir}{os.pathsep}{GENERIC_SCHEMAS}"
@@ -129,7 +137,7 @@ def server(kind: str, bootstrap: str, topic: str, workers: int = 1) -> Any:
     argv = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
     argv += ["--bootstrap", bootstrap, "--topic", topic]
     env = None
-    if kind == "ingest" and workers > 1:
+    if kind in ("ingest", "metrics_off") and workers > 1:
         # Several workers: `logstream ingest` itself (a factory per worker, and the shared
         # multiprocess metrics folder), on the topic named `<prefix>likes`.
         argv = [sys.executable, "-m", "logstream", "ingest", "--port", str(port)]
@@ -139,6 +147,8 @@ def server(kind: str, bootstrap: str, topic: str, workers: int = 1) -> Any:
             "LOGSTREAM_BOOTSTRAP_SERVERS": bootstrap,
             "LOGSTREAM_TOPIC_PREFIX": topic.removesuffix("likes"),
         }
+        if kind == "metrics_off":
+            env["LOGSTREAM_METRICS"] = "false"
     proc = subprocess.Popen(argv, cwd=REPO, env=env)
     try:
         deadline = time.monotonic() + 30
@@ -180,6 +190,8 @@ class _Target:
         self.latencies: list[float] = []
         self.statuses: dict[int, int] = {}
         self.busy_s = 0.0  # measured slice time
+        self.scrape_every_s = 0.0  # > 0: GET /metrics every this many seconds of busy time
+        self.scrapes = 0
 
     def summary(self) -> dict[str, Any]:
         self.latencies.sort()
@@ -192,7 +204,19 @@ class _Target:
             "requests_per_s": ok / self.busy_s if self.busy_s else 0.0,
             "p50_ms": percentile(self.latencies, 0.50) * 1000,
             "p99_ms": percentile(self.latencies, 0.99) * 1000,
+            "scrapes": self.scrapes,
         }
+
+    async def scrape(self) -> None:
+        """One Prometheus-style scrape of the server's `/metrics` (its own connection)."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        token = os.environ.get(SCRAPE_TOKEN_ENV)
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        request = f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+        writer.write(request.encode())
+        await reader.read()  # until the server closes
+        writer.close()
+        self.scrapes += 1
 
 
 def _requests(path: str, bodies: list[bytes]) -> list[bytes]:
@@ -244,9 +268,12 @@ async def _load(
 
     async def run_slice(target: _Target, seconds: float, measured: bool) -> None:
         start = clock()
-        await asyncio.gather(
-            *(worker(target, n, start + seconds, measured) for n in range(concurrency))
-        )
+        work = [worker(target, n, start + seconds, measured) for n in range(concurrency)]
+        # Scrapes fall due by the target's own measured time, so their cost lands on it.
+        every = target.scrape_every_s
+        if measured and every and target.busy_s >= target.scrapes * every:
+            work.append(target.scrape())
+        await asyncio.gather(*work)
         if measured:
             target.busy_s += clock() - start
 
@@ -264,7 +291,13 @@ async def _load(
 
 
 def load_main(
-    targets: list[str], mode: str, concurrency: int, warmup: float, duration: float, slice_s: float
+    targets: list[str],
+    mode: str,
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    slice_s: float,
+    scrape_every_s: float,
 ) -> None:
     import uvloop
 
@@ -281,7 +314,10 @@ def load_main(
         else:
             path = PATHS[name]
             bodies = [json.dumps(event_body(name, i)).encode() for i in range(URLS)]
-        parsed.append(_Target(name, int(port), _requests(path, bodies)))
+        target = _Target(name, int(port), _requests(path, bodies))
+        if name == "ingest":  # the server with metrics on (unless LOGSTREAM_METRICS=false)
+            target.scrape_every_s = scrape_every_s
+        parsed.append(target)
     result = uvloop.run(_load(parsed, concurrency, warmup, duration, slice_s))
     print(json.dumps(result))
 
@@ -293,12 +329,15 @@ def run_load(
     warmup: float,
     duration: float,
     slice_s: float,
+    scrape_every_s: float = 0.0,
 ) -> dict[str, Any]:
-    """Measure `targets` (name -> port) interleaved, in a load-generator process."""
+    """Measure `targets` (name -> port) interleaved, in a load-generator process; the
+    "ingest" target is scraped every `scrape_every_s` seconds of its load (0: never)."""
     argv = [sys.executable, __file__, "--load", mode]
     argv += [f"--target={name}={port}" for name, port in targets.items()]
     argv += ["--concurrency", str(concurrency), "--warmup", str(warmup)]
     argv += ["--duration", str(duration), "--slice", str(slice_s)]
+    argv += ["--scrape-interval", str(scrape_every_s)]
     out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -410,12 +449,19 @@ def enable_auth(folder: Path) -> None:
     _, token = KeyFile(keys_file).create(
         "bench", ["write:likes", "write:page_views"], requests_per_s=1e9, events_per_s=1e12
     )
+    _, scrape_token = KeyFile(keys_file).create("bench-scrape", ["admin"])
     os.environ[AUTH_KEYS_ENV] = str(keys_file)
     os.environ[AUTH_TOKEN_ENV] = token
+    os.environ[SCRAPE_TOKEN_ENV] = scrape_token
 
 
 def orchestrate(
-    warmup: float, duration: float, slice_s: float, broker_warmup: float, workers: int = 1
+    warmup: float,
+    duration: float,
+    slice_s: float,
+    broker_warmup: float,
+    workers: int = 1,
+    scrape_every_s: float = 1.0,
 ) -> Any:
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
@@ -426,6 +472,8 @@ def orchestrate(
             "broker_warmup_s": broker_warmup,
             "batch_size": BATCH_SIZE,
             "ingest_workers": workers,
+            "scrape_interval_s": scrape_every_s,
+            "metrics": os.environ.get("LOGSTREAM_METRICS", "true"),
             "auth": AUTH_TOKEN_ENV in os.environ,
         },
     }
@@ -442,24 +490,29 @@ def orchestrate(
         }
         for concurrency in (32, 128):
             print(f"single events, c={concurrency}, interleaved ...", file=sys.stderr)
-            measured = run_load(ports, "single", concurrency, warmup, duration, slice_s)
+            measured = run_load(
+                ports, "single", concurrency, warmup, duration, slice_s, scrape_every_s
+            )
             for kind in SERVERS:
                 results[f"{kind}_single_c{concurrency}"] = measured[kind]
         # Batches and the raw loop alternate in rounds, for the same reason.
         rounds = max(1, round(duration / max(slice_s, BATCH_ROUND_S)))
         batch_parts: list[dict[str, Any]] = []
         generic_parts: list[dict[str, Any]] = []
+        off_parts: list[dict[str, Any]] = []
         raw_parts: list[dict[str, Any]] = []
         for r in range(rounds):
             print(f"batches and raw loop, round {r + 1}/{rounds} ...", file=sys.stderr)
             part = duration / rounds
-            servers = {"ingest": ports["ingest"], "generic": ports["generic"]}
-            measured = run_load(servers, "batch", 4, warmup, part, part / 2)
+            servers = {kind: ports[kind] for kind in ("ingest", "generic", "metrics_off")}
+            measured = run_load(servers, "batch", 4, warmup, part, part / 3, scrape_every_s)
             batch_parts.append(measured["ingest"])
             generic_parts.append(measured["generic"])
+            off_parts.append(measured["metrics_off"])
             raw_parts.append(run_raw(bootstrap, topic, warmup, part))
         results["ingest_batch_1000"] = _merge_batches(batch_parts)
         results["generic_batch_1000"] = _merge_batches(generic_parts)
+        results["metrics_off_batch_1000"] = _merge_batches(off_parts)
         raw_seconds = sum(p["seconds"] for p in raw_parts)
         results["raw_produce_loop"] = {
             "events_per_s": sum(p["events"] for p in raw_parts) / raw_seconds,
@@ -480,6 +533,15 @@ def orchestrate(
         )
     ratios["generic_batch_vs_likes"] = (
         results["generic_batch_1000"]["events_per_s"] / results["ingest_batch_1000"]["events_per_s"]
+    )
+    for c in (32, 128):
+        ratios[f"metrics_on_vs_off_single_c{c}"] = (
+            results[f"ingest_single_c{c}"]["requests_per_s"]
+            / results[f"metrics_off_single_c{c}"]["requests_per_s"]
+        )
+    ratios["metrics_on_vs_off_batch"] = (
+        results["ingest_batch_1000"]["events_per_s"]
+        / results["metrics_off_batch_1000"]["events_per_s"]
     )
     results["ratios"] = ratios
     return results
@@ -506,16 +568,18 @@ def table(r: dict[str, Any]) -> str:
     for key in (
         "noop_single_c32",
         "ingest_single_c32",
+        "metrics_off_single_c32",
         "generic_single_c32",
         "noop_single_c128",
         "ingest_single_c128",
+        "metrics_off_single_c128",
         "generic_single_c128",
     ):
         m = r[key]
         rows.append(
             (key, f"{m['requests_per_s']:,.0f} req/s", f"{m['p50_ms']:.1f}", f"{m['p99_ms']:.1f}")
         )
-    for key in ("ingest_batch_1000", "generic_batch_1000"):
+    for key in ("ingest_batch_1000", "metrics_off_batch_1000", "generic_batch_1000"):
         b = r[key]
         rows.append(
             (
@@ -537,6 +601,9 @@ def table(r: dict[str, Any]) -> str:
         "generic_single_c32_vs_likes": 0.9,
         "generic_single_c128_vs_likes": 0.9,
         "generic_batch_vs_likes": 0.9,
+        "metrics_on_vs_off_single_c32": 0.95,
+        "metrics_on_vs_off_single_c128": 0.95,
+        "metrics_on_vs_off_batch": 0.95,
     }
     lines.append("")
     for name, value in r["ratios"].items():
@@ -561,6 +628,12 @@ def main() -> None:
         "--workers", type=int, default=1, help="ingest server worker processes (logstream ingest)"
     )
     parser.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=1.0,
+        help="GET /metrics of the metrics-on server every this many seconds of its load (0: never)",
+    )
+    parser.add_argument(
         "--auth",
         action="store_true",
         default=os.environ.get("LOGSTREAM_BENCH_AUTH") == "1",
@@ -578,14 +651,27 @@ def main() -> None:
     if args.serve:
         serve(args.serve, args.port, args.bootstrap, args.topic)
     elif args.load:
-        load_main(args.target, args.load, args.concurrency, args.warmup, args.duration, args.slice)
+        load_main(
+            args.target,
+            args.load,
+            args.concurrency,
+            args.warmup,
+            args.duration,
+            args.slice,
+            args.scrape_interval,
+        )
     elif args.raw:
         raw_main(args.bootstrap, args.topic, args.warmup, args.duration)
     else:
         if args.auth:
             enable_auth(Path(tempfile.mkdtemp(prefix="bench-auth-")))
         results = orchestrate(
-            args.warmup, args.duration, args.slice, args.broker_warmup, args.workers
+            args.warmup,
+            args.duration,
+            args.slice,
+            args.broker_warmup,
+            args.workers,
+            args.scrape_interval,
         )
         print(json.dumps(results, indent=2))
         print(table(results))

@@ -12,6 +12,9 @@ peak RSS reported is that run's own):
 1. "raw": confluent-kafka `consume(num_messages=...)` + `Codec.decode`, no store: the ceiling.
    It runs first and last; the mean is the reference and a >15% spread is flagged as noise.
 2. each view alone through `ViewRunner` (SQLite store in a temporary folder, until caught up);
+   then, to measure what metrics cost, once more with metrics off and once more with them
+   on (on, off, on: the mean of the two on runs against the off run; target >= 0.95;
+   `--no-metrics-cost` skips these two runs);
 3. the three views at once, one process each (wall-clock events/s per view and aggregate);
 4. "quix": Quix Streams computing the same per-URL 1-minute tumbling count (Codec-based
    deserializer, `tumbling_window(60_000).count().final()`, key = url), on a prefix of the
@@ -85,6 +88,7 @@ PRODUCERS = 2
 RAW_NOISE = 0.15
 TARGET_VS_RAW = 0.60
 TARGET_VS_QUIX = 3.0
+TARGET_METRICS_ON_VS_OFF = 0.95
 QUIX_GRACE_MS = 2 * DAY_MS + 10 * 60_000  # the stream's worst lateness: Quix counts all of it
 CHILD_TIMEOUT_S = 1800
 RESULT_MARK = "BENCH-RESULT "
@@ -249,6 +253,8 @@ def child_view(args: argparse.Namespace) -> None:
     view = _view(args.view)
     with tempfile.TemporaryDirectory(prefix="logstream-bench-view-") as tmp:
         settings = _settings(args.bootstrap, Path(tmp))
+        if args.metrics == "off":
+            settings = settings.model_copy(update={"metrics": False})
         codec = _codec(settings)
         store = open_view_store(None, settings.data_dir, view)
         # What `logstream consume --metrics-port` attaches (LOGSTREAM_METRICS=false: nothing);
@@ -741,6 +747,27 @@ def run_child(label: str, kind: str, **options: Any) -> dict[str, Any]:
     return result
 
 
+def run_metrics_cost(
+    name: str, first_on: dict[str, Any], tag: str, common: dict[str, Any]
+) -> dict[str, Any]:
+    """What metrics cost a view: a run with them off, then one with them on again, right
+    after its "alone" run (on): on, off, on, so a machine drifting one way between runs
+    does not pass for the cost; the mean of both on runs is compared with the off run."""
+    off = run_child(
+        f"{name} metrics off", "view", group=f"{tag}-{name}-off", view=name, metrics="off", **common
+    )
+    on_again = run_child(
+        f"{name} alone (2nd)", "view", group=f"{tag}-{name}-on2", view=name, **common
+    )
+    on_rate = statistics.fmean([first_on["events_per_s"], on_again["events_per_s"]])
+    return {
+        "off": off,
+        "on_again": on_again,
+        "on_events_per_s": on_rate,
+        "on_vs_off": on_rate / off["events_per_s"],
+    }
+
+
 def run_concurrent(bootstrap: str, topic: str, tag: str) -> dict[str, Any]:
     """The three views at once, one process each; wall time from the first start to the
     last finish (interpreter start-up excluded, as in the single runs)."""
@@ -853,6 +880,8 @@ def summarize(report: dict[str, Any]) -> None:
     # A run that stopped short (or a view that dead-lettered events) makes its rate meaningless.
     measured = [runs[k] for k in ("raw_first", "raw_last", *VIEW_NAMES)]
     measured += report["concurrent"]["per_view"]
+    for cost in report.get("metrics_cost", {}).values():
+        measured += [cost["off"], cost["on_again"]]
     report["incomplete_runs"] = [
         r["label"] for r in measured if r["events"] != report["events"] or r.get("dead_letters")
     ]
@@ -879,6 +908,16 @@ def summarize(report: dict[str, Any]) -> None:
         ):
             verdict = _verdict(value, goal)
             targets.append({"view": name, "target": target, "value": value, "verdict": verdict})
+    for name, cost in report.get("metrics_cost", {}).items():
+        value = cost["on_vs_off"]
+        targets.append(
+            {
+                "view": name,
+                "target": f">= {TARGET_METRICS_ON_VS_OFF:.2f} x metrics off",
+                "value": value,
+                "verdict": _verdict(value, TARGET_METRICS_ON_VS_OFF),
+            }
+        )
     for r in report["concurrent"]["per_view"]:
         r["vs_raw"] = r["events_per_s"] / raw
         r["vs_quix"] = r["events_per_s"] / quix
@@ -930,6 +969,10 @@ def print_table(report: dict[str, Any]) -> None:
     row("raw consume+decode (2nd)", runs["raw_last"])
     for name in VIEW_NAMES:
         row(f"{name} alone", runs[name])
+        cost = report.get("metrics_cost", {}).get(name)
+        if cost:
+            row(f"{name} metrics off", cost["off"])
+            row(f"{name} alone (2nd)", cost["on_again"])
     for r in report["concurrent"]["per_view"]:
         row(r["label"], r)
     conc = report["concurrent"]
@@ -1052,6 +1095,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true", help="also cProfile one view run")
     parser.add_argument(
+        "--no-metrics-cost",
+        dest="metrics_cost",
+        action="store_false",
+        help="skip the runs with metrics off (each view: on, off, on again) that measure "
+        "what metrics cost",
+    )
+    parser.add_argument(
         "--example-events",
         type=int,
         default=None,
@@ -1067,6 +1117,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("bootstrap", "topic", "group", "view"):
         parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
     parser.add_argument("--stream", default="likes", choices=STREAMS, help=argparse.SUPPRESS)
+    parser.add_argument("--metrics", default="on", choices=("on", "off"), help=argparse.SUPPRESS)
     for name in ("worker", "workers", "urls", "lines"):
         parser.add_argument(f"--{name}", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1104,6 +1155,10 @@ def main(argv: list[str] | None = None) -> int:
                 runs[name] = run_child(
                     f"{name} alone", "view", group=f"{tag}-{name}", view=name, **common
                 )
+                if args.metrics_cost:
+                    report.setdefault("metrics_cost", {})[name] = run_metrics_cost(
+                        name, runs[name], tag, common
+                    )
             report["concurrent"] = run_concurrent(bootstrap, topic, tag)
             quix_n = min(n, args.quix_events) if args.quix_events else n
             runs["quix"] = run_child(

@@ -96,6 +96,7 @@ class IngestMetrics:
         # (route template, method, status) -> its counter and histogram children. Bounded:
         # templates, methods and statuses are finite sets.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._accepted: dict[str, Any] = {}  # event type -> its child (types are finite)
 
     def observe_request(self, scope: Scope, status: int, seconds: float) -> None:
         route = scope.get("route")
@@ -124,16 +125,24 @@ class IngestMetrics:
         cause = state.get("unavailable_cause") or state.get("error_code") or "unavailable"
         self.unavailable.labels(cause).inc()
 
+    def _accepted_child(self, event_type: str) -> Any:
+        """The accepted counter of `event_type`: `labels()` locks and validates, so it runs
+        once per type, not once per request (a 2xx names a route's real type)."""
+        child = self._accepted.get(event_type)
+        if child is None:
+            child = self._accepted[event_type] = self.accepted.labels(event_type)
+        return child
+
     def _count_events(self, scope: Scope, status: int) -> None:
         state = scope.get("state") or {}
         path = scope.get("path", "")
         event_type = "unknown" if status == 404 else path[len(EVENTS_PREFIX) :].split("/", 1)[0]
         written, failed = state.get("events_written"), state.get("events_failed")
         if status < 300:
-            self.accepted.labels(event_type).inc(written if written is not None else 1)
+            self._accepted_child(event_type).inc(written if written is not None else 1)
             return
         if written:
-            self.accepted.labels(event_type).inc(written)
+            self._accepted_child(event_type).inc(written)
         reason = state.get("error_code") or _REASONS.get(status, str(status))
         if failed is None:
             received = state.get("events_received")
