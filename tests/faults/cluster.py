@@ -7,6 +7,7 @@ that are down) and plain AdminClient metadata, the way an operator would see the
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from logstream.broker.local import LocalCluster
+from tests.faults.fencing import Downtime
 
 
 class ClusterProbe:
@@ -27,7 +29,8 @@ class ClusterProbe:
             # Quiet: connection errors to nodes the suite killed are expected, not news.
             {"bootstrap.servers": cluster.bootstrap_servers, "log_level": 0}
         )
-        self.kills: list[tuple[int, float]] = []  # (node id, wall-clock time of its SIGKILL)
+        self._down: dict[int, float] = {}  # node id -> wall-clock time of its SIGKILL
+        self.downtimes: list[Downtime] = []  # nodes killed and started again
 
     def leaders(self, topic: str) -> dict[int, int]:
         """partition -> leader node id (-1 while it has none)."""
@@ -86,7 +89,7 @@ class ClusterProbe:
         pid = self.node_pid(node_id)
         killed_at = time.monotonic()
         os.kill(pid, signal.SIGKILL)
-        self.kills.append((node_id, time.time()))
+        self._down[node_id] = time.time()
         return killed_at
 
     def kill_all(self) -> float:
@@ -95,8 +98,19 @@ class ClusterProbe:
         killed_at = time.monotonic()
         for node_id, pid in nodes:
             os.kill(pid, signal.SIGKILL)
-            self.kills.append((node_id, time.time()))
+            self._down[node_id] = time.time()
         return killed_at
+
+    def start(self, timeout_s: float) -> None:
+        """Start the nodes that are down (`LocalCluster.start`), noting when they were back."""
+        self.cluster.start(timeout_s=timeout_s)
+        back_at = time.time()
+        self.downtimes += [Downtime(n, at, back_at) for n, at in self._down.items()]
+        self._down.clear()
+
+    def all_downtimes(self) -> list[Downtime]:
+        """Every node killed so far, with those still down as down until now on."""
+        return self.downtimes + [Downtime(n, at, math.inf) for n, at in self._down.items()]
 
     def fencing_logs(self) -> list[Path]:
         """The controllers' logs: where fencings are recorded."""

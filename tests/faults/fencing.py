@@ -1,10 +1,12 @@
 """Which brokers the controllers fenced, and whether each fencing was one the suite caused.
 
 A short broker session (`broker.session.timeout.ms`) makes failover fast, and would make a
-live but busy broker lose its leaderships if heartbeats were late. The controllers log every
+live broker lose its leaderships if its heartbeats were late. The controllers log every
 fencing ("Fencing broker N at epoch E because its session has timed out", logged at INFO by
-the runtime's logging configuration); each must follow a SIGKILL of that node that no other
-fencing already answered. Anything else fenced a live broker.
+the runtime's logging configuration). A fencing is the suite's own when it falls while
+that node was down: from its SIGKILL until it was started again, plus `RESTART_GRACE_S`
+(a JVM that just started competes with the load for the CPU, and a heartbeat of a broker
+still recovering, leading nothing, can be late). Any other fencing hit a live broker.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["Fencing", "fencings_in", "unexplained"]
+__all__ = ["RESTART_GRACE_S", "Downtime", "Fencing", "fencings_in", "unexplained"]
+
+RESTART_GRACE_S = 20.0
 
 _LINE = re.compile(
     r"^\[(?P<at>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\] INFO .*Fencing broker (?P<node>\d+) "
@@ -30,10 +34,26 @@ class Fencing:
     at: float  # wall-clock seconds (the log's local time)
 
 
+@dataclass(frozen=True)
+class Downtime:
+    """A node the suite killed, from the kill until it was started again (wall clock)."""
+
+    node: int
+    killed_at: float
+    back_at: float  # inf: not started again yet
+
+    def explains(self, fencing: Fencing, slack_s: float = 1.0) -> bool:
+        """`slack_s`: the log's millisecond stamps against our clock."""
+        return (
+            fencing.node == self.node
+            and self.killed_at - slack_s <= fencing.at <= self.back_at + RESTART_GRACE_S
+        )
+
+
 def fencings_in(logs: Iterable[Path]) -> list[Fencing]:
-    """Every fencing the controllers' logs record, once each (a broker epoch is fenced once,
-    whichever controller logged it), oldest first."""
-    found: dict[tuple[int, int], Fencing] = {}
+    """Every fencing the controllers' logs record, once each (a controller may log the same
+    broker epoch again), oldest first."""
+    found: dict[tuple[int, int, float], Fencing] = {}
     for path in logs:
         if not path.exists():
             continue
@@ -43,33 +63,10 @@ def fencings_in(logs: Iterable[Path]) -> list[Fencing]:
                 continue
             at = datetime.strptime(match["at"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
             fencing = Fencing(int(match["node"]), int(match["epoch"]), at)
-            found.setdefault((fencing.node, fencing.epoch), fencing)
+            found.setdefault((fencing.node, fencing.epoch, at), fencing)
     return sorted(found.values(), key=lambda f: f.at)
 
 
-def unexplained(
-    fencings: list[Fencing],
-    kills: list[tuple[int, float]],
-    *,
-    within_s: float = 90.0,
-    slack_s: float = 1.0,
-) -> list[Fencing]:
-    """Fencings no kill explains: a kill (node, wall time) explains the first fencing of that
-    node up to `within_s` after it (a whole-cluster outage is fenced only once the
-    controllers are back); `slack_s`: the log's millisecond stamps against our clock."""
-    open_kills = sorted(kills, key=lambda kill: kill[1])
-    spurious = []
-    for fencing in fencings:
-        cause = next(
-            (
-                k
-                for k in open_kills
-                if k[0] == fencing.node and k[1] - slack_s <= fencing.at <= k[1] + within_s
-            ),
-            None,
-        )
-        if cause is None:
-            spurious.append(fencing)
-        else:
-            open_kills.remove(cause)
-    return spurious
+def unexplained(fencings: list[Fencing], downtimes: list[Downtime]) -> list[Fencing]:
+    """The fencings that fell while their broker was up and settled: live brokers fenced."""
+    return [f for f in fencings if not any(d.explains(f) for d in downtimes)]

@@ -305,7 +305,7 @@ def leader_kills(s: Stack) -> None:
         s.report.unavailability_s.append(took)
         per_partition = " ".join(f"p{p}={t:.2f}" for p, t in writable.items())
         restart = time.monotonic()
-        s.cluster.start(timeout_s=180)
+        s.probe.start(timeout_s=180)
         restarted = time.monotonic() - restart
         in_sync = s.probe.wait_fully_replicated(timeout_s=120)
         # The cluster is whole again: each view must now apply an event written after the
@@ -424,7 +424,7 @@ def whole_cluster_outage(s: Stack) -> None:
         time.sleep(0.5)
     dead_during = [name for name, svc in s.consumers.items() if not svc.alive()]
     start = time.monotonic()
-    s.cluster.start(timeout_s=180)
+    s.probe.start(timeout_s=180)
     back = time.monotonic()
     took = s.wait_new_event_applied(back, mark, timeout_s=60)
     s.report.outage_recovery_s.update(took)
@@ -519,7 +519,7 @@ def audit(s: Stack) -> None:
     r.fencings = len(fencings)
     r.live_brokers_fenced = [
         f"broker {f.node} (epoch {f.epoch}) at {time.strftime('%H:%M:%S', time.localtime(f.at))}"
-        for f in unexplained(fencings, s.probe.kills)
+        for f in unexplained(fencings, s.probe.all_downtimes())
     ]
 
 

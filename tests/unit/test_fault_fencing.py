@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from pathlib import Path
 
-from tests.faults.fencing import fencings_in, unexplained
+from tests.faults.fencing import RESTART_GRACE_S, Downtime, fencings_in, unexplained
 
 LOG = """\
 [2026-11-30 18:42:38,880] INFO [QuorumController id=103] Fencing broker 1 at epoch 9 because its session has timed out. (org.apache.kafka.controller.ReplicationControlManager)
@@ -26,17 +27,24 @@ def test_fencings_are_read_once_each_from_every_controller_log(tmp_path: Path) -
     assert abs(found[0].at - (at("2026-11-30 18:42:38") + 0.88)) < 1e-6
 
 
-def test_a_kill_explains_one_fencing_of_its_node_soon_after(tmp_path: Path) -> None:
+def test_a_fencing_is_explained_only_while_its_node_was_down(tmp_path: Path) -> None:
     (tmp_path / "a.log").write_text(LOG)
     found = fencings_in([tmp_path / "a.log"])
-    kill_1 = (1, at("2026-11-30 18:42:37"))
-    kill_2 = (2, at("2026-11-30 18:42:54"))
-    assert unexplained(found, [kill_1, kill_2]) == []
-    assert [f.node for f in unexplained(found, [kill_1])] == [2]  # broker 2 was alive
-    assert [f.node for f in unexplained(found, [(2, kill_1[1]), kill_2])] == [1]  # wrong node
-    late = (2, at("2026-11-30 18:40:00"))  # killed long before: not this fencing's cause
-    assert [f.node for f in unexplained(found, [kill_1, late])] == [2]
-    after = (1, at("2026-11-30 18:42:45"))  # a kill after the fencing explains nothing
-    assert [f.node for f in unexplained(found, [after, kill_2])] == [1]
-    twice = found + found[:1]  # one kill, two fencings of its node: one is unexplained
-    assert len(unexplained(twice, [kill_1, kill_2])) == 1
+    one_down = Downtime(1, at("2026-11-30 18:42:37"), at("2026-11-30 18:42:50"))
+    two_down = Downtime(2, at("2026-11-30 18:42:54"), math.inf)  # not back yet
+    assert unexplained(found, [one_down, two_down]) == []
+    assert [f.node for f in unexplained(found, [one_down])] == [2]  # broker 2 was alive
+    wrong_node = Downtime(2, one_down.killed_at, one_down.back_at)
+    assert [f.node for f in unexplained(found, [wrong_node, two_down])] == [1]
+    # Back and settled long before the fencing: a live broker was fenced.
+    earlier = Downtime(
+        2, at("2026-11-30 18:40:00"), at("2026-11-30 18:42:55") - RESTART_GRACE_S - 1
+    )
+    assert [f.node for f in unexplained(found, [one_down, earlier])] == [2]
+    # Still settling after its restart: the suite's own doing.
+    settling = Downtime(
+        2, at("2026-11-30 18:40:00"), at("2026-11-30 18:42:55") - RESTART_GRACE_S + 1
+    )
+    assert unexplained(found, [one_down, settling]) == []
+    later = Downtime(1, at("2026-11-30 18:42:45"), math.inf)  # killed after the fencing
+    assert [f.node for f in unexplained(found, [later, two_down])] == [1]
