@@ -84,6 +84,24 @@ class ClusterProbe:
                 return status.pid
         raise AssertionError(f"node {node_id} is not running: {self.cluster.status()}")
 
+    def wait_settled(
+        self, node_id: int, max_cores: float = 0.5, window_s: float = 1.0, timeout_s: float = 30.0
+    ) -> float:
+        """Wait until a node's JVM uses under `max_cores` of CPU over `window_s` (a JVM that
+        just started spends its first seconds compiling, on the cores the cluster shares);
+        returns the seconds waited, or inf when it stayed busy for `timeout_s`."""
+        pid = self.node_pid(node_id)
+        started = time.monotonic()
+        ticks = os.sysconf("SC_CLK_TCK")
+        before = _cpu_ticks(pid)
+        while time.monotonic() - started < timeout_s:
+            time.sleep(window_s)  # the measuring window, not a wait for a condition
+            now = _cpu_ticks(pid)
+            if (now - before) / ticks / window_s < max_cores:
+                return time.monotonic() - started
+            before = now
+        return math.inf
+
     def kill_node(self, node_id: int) -> float:
         """SIGKILL one node's JVM (a crash, no controlled shutdown); returns the kill time."""
         pid = self.node_pid(node_id)
@@ -121,3 +139,10 @@ class ClusterProbe:
         while any(s.running for s in self.cluster.status()):
             assert time.monotonic() < deadline, f"nodes still up: {self.cluster.status()}"
             time.sleep(0.05)
+
+
+def _cpu_ticks(pid: int) -> int:
+    """User + system CPU time of a process, in clock ticks (/proc/PID/stat fields 14, 15)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])

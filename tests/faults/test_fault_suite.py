@@ -289,12 +289,18 @@ def warm_up(s: Stack) -> None:
 
 def leader_kills(s: Stack) -> None:
     """SIGKILL the leader of partition k, measure until every partition takes a write that
-    was sent after the kill, restart the node and wait for full ISRs before the next kill.
+    was sent after the kill, restart the node and wait for full ISRs and for its JVM to be
+    past start-up before the next kill: each kill hits a settled cluster, not one still
+    recovering from the last (two faults at once).
 
     Every partition, not only those the dead node led: with acks=all a write also waits for
     each follower still in the ISR, so a dead follower stalls a partition until it is
     dropped from the ISR. A client feels both the same way."""
     for k in range(LEADER_KILLS):
+        brokers = [n.node_id for n in s.cluster.layout() if n.is_broker]
+        settled = max(s.probe.wait_settled(b) for b in brokers)
+        if math.isinf(settled):
+            s.report.note(f"leader kill {k + 1}: a broker stayed busy; killing anyway")
         leaders = s.probe.leaders(TOPIC)
         node = leaders[k % PARTITIONS]
         led = sorted(p for p, leader in leaders.items() if leader == node)
@@ -313,7 +319,8 @@ def leader_kills(s: Stack) -> None:
         applied = s.wait_new_event_applied(killed_at, mark, timeout_s=CONSUMER_GRACE_S)
         s.report.note(
             f"leader kill {k + 1}: node {node} (led {led}): every partition took a 202 "
-            f"again after {seconds(took)} [{per_partition}]; node back in {restarted:.1f} s, "
+            f"again after {seconds(took)} [{per_partition}] (first waited {seconds(settled)} "
+            f"for the brokers' CPU to settle); node back in {restarted:.1f} s, "
             f"ISRs full {in_sync:.1f} s later; an event written after the kill applied by "
             + ", ".join(f"{name} {seconds(t)}" for name, t in applied.items())
         )
