@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import subprocess
 import sys
@@ -61,6 +62,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 BATCH_SIZE = 1000
+KEEP_ALIVE_SAFE_S = 3.0  # reconnect a target idle this long (servers close idle ones at 5 s)
 BATCH_ROUND_S = 4.0  # batches and the raw loop alternate in rounds of at least this long
 SERVERS = ("noop", "ingest", "generic", "metrics_off")
 AUTH_KEYS_ENV = "LOGSTREAM_BENCH_AUTH_KEYS_FILE"  # set for the child processes by --auth
@@ -246,7 +248,14 @@ async def _load(
     ends when the last of its requests is answered; its rate counts the whole slice.
     """
     clock = time.perf_counter  # uvloop's loop.time() ticks in whole milliseconds
-    for target in targets:
+    idle_since: dict[str, float] = {}
+
+    async def connect(target: _Target) -> None:
+        """(Re)open the target's keep-alive connections: a server closes idle ones after
+        its keep-alive timeout (uvicorn: 5 s), which a target waiting for the others to
+        take their turns can reach. Not measured: a client reuses its connections."""
+        for _, writer in target.connections:
+            writer.close()
         target.connections = [
             await asyncio.open_connection("127.0.0.1", target.port) for _ in range(concurrency)
         ]
@@ -267,6 +276,8 @@ async def _load(
             i += concurrency
 
     async def run_slice(target: _Target, seconds: float, measured: bool) -> None:
+        if clock() - idle_since.get(target.name, -math.inf) > KEEP_ALIVE_SAFE_S:
+            await connect(target)
         start = clock()
         work = [worker(target, n, start + seconds, measured) for n in range(concurrency)]
         # Scrapes fall due by the target's own measured time, so their cost lands on it.
@@ -274,6 +285,7 @@ async def _load(
         if measured and every and target.busy_s >= target.scrapes * every:
             work.append(target.scrape())
         await asyncio.gather(*work)
+        idle_since[target.name] = clock()
         if measured:
             target.busy_s += clock() - start
 
@@ -281,8 +293,11 @@ async def _load(
         await run_slice(target, warmup, measured=False)
     rounds = max(1, round(duration / slice_s))
     for r in range(rounds):
-        ordered = targets if r % 2 == 0 else targets[::-1]  # neither always goes first
-        for target in ordered:
+        # The order rotates each round, so that every target takes every place equally
+        # often: first after the previous round's last, or after each of the others (a slice
+        # can inherit the broker work its predecessor left behind).
+        shift = r % len(targets)
+        for target in targets[shift:] + targets[:shift]:
             await run_slice(target, duration / rounds, measured=True)
     for target in targets:
         for _, writer in target.connections:
@@ -338,7 +353,9 @@ def run_load(
     argv += ["--concurrency", str(concurrency), "--warmup", str(warmup)]
     argv += ["--duration", str(duration), "--slice", str(slice_s)]
     argv += ["--scrape-interval", str(scrape_every_s)]
-    out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True)
+    out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"the load generator failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
@@ -401,7 +418,9 @@ def raw_main(bootstrap: str, topic: str, warmup: float, duration: float) -> None
 def run_raw(bootstrap: str, topic: str, warmup: float, duration: float) -> dict[str, Any]:
     argv = [sys.executable, __file__, "--raw", "--bootstrap", bootstrap, "--topic", topic]
     argv += ["--warmup", str(warmup), "--duration", str(duration)]
-    out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True)
+    out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"the load generator failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 

@@ -98,6 +98,8 @@ def create_app(
             left = await producer.close(SHUTDOWN_FLUSH_S)
             if left:
                 log.error("%d message(s) not delivered at shutdown (none was acknowledged)", left)
+            if app.state.ingest_metrics is not None:
+                app.state.ingest_metrics.fold()  # this worker's last counts
             mark_worker_dead()
 
     app = FastAPI(
@@ -185,11 +187,11 @@ def install_operations(app: FastAPI, settings: Settings) -> None:
 
 
 def start_producer_metrics(app: FastAPI, producer: EventProducer) -> asyncio.Task[None] | None:
-    """Broker ack latency and the producer queue gauge, when metrics are on."""
+    """Broker ack latency, the producer queue gauge and the folds, when metrics are on."""
     metrics = app.state.ingest_metrics
     if metrics is None:
         return None
-    from ingest_api.metrics import sample_queue_depth
+    from ingest_api.metrics import fold_every_second
 
-    producer.on_ack = metrics.ack.observe
-    return asyncio.get_running_loop().create_task(sample_queue_depth(producer, metrics.queue))
+    producer.on_ack = metrics.observe_ack
+    return asyncio.get_running_loop().create_task(fold_every_second(metrics, producer))

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 from prometheus_client import CollectorRegistry
+from starlette.concurrency import run_in_threadpool
 
 from ingest_api.errors import ApiError
 from logstream.metrics.exposition import CONTENT_TYPE_LATEST, render
@@ -33,13 +34,22 @@ def _counters(request: Request) -> CollectorRegistry | None:
     return registry
 
 
+def _fold(request: Request) -> None:
+    """Bring the counters up to this request (on the event loop, where they are tallied)."""
+    ingest_metrics = getattr(request.app.state, "ingest_metrics", None)
+    if ingest_metrics is not None:
+        ingest_metrics.fold()
+
+
 @router.get("/metrics", response_class=Response, include_in_schema=True)
-def metrics(request: Request) -> Response:
+async def metrics(request: Request) -> Response:
     """Prometheus text exposition: HTTP, ingest and every view version's lag."""
     counters = _counters(request)
     if counters is None:
         raise ApiError(404, "metrics_off", "metrics are off (LOGSTREAM_METRICS=false)")
-    body = render(counters, request.app.state.views_registry)
+    _fold(request)
+    # Off the event loop: the lag is read from the view stores.
+    body = await run_in_threadpool(render, counters, request.app.state.views_registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
@@ -60,16 +70,21 @@ def ingest_totals(registry: CollectorRegistry) -> dict[str, float]:
 
 
 @router.get("/v1/status")
-def status(request: Request) -> dict[str, Any]:
+async def status(request: Request) -> dict[str, Any]:
     """Every view version (lag in offsets and seconds, progress, dead letters) and, with
     metrics on, ingest totals since start."""
     views: ViewsCollector = request.app.state.views_collector
     counters = _counters(request)
-    return {
-        "time_ms": int(time.time() * 1000),
-        "views": [s.as_json() for s in views.statuses()],
-        "ingest": ingest_totals(counters) if counters is not None else None,
-    }
+    _fold(request)
+
+    def read() -> dict[str, Any]:  # off the event loop: stores and metric files
+        return {
+            "time_ms": int(time.time() * 1000),
+            "views": [s.as_json() for s in views.statuses()],
+            "ingest": ingest_totals(counters) if counters is not None else None,
+        }
+
+    return await run_in_threadpool(read)
 
 
 @router.get("/dashboard", include_in_schema=False)

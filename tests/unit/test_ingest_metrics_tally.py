@@ -1,0 +1,100 @@
+"""The server's request tally, folded into prometheus_client objects, exposes exactly what
+calling prometheus_client once per request would (ingest_api/metrics.py)."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+from ingest_api.metrics import (
+    LATENCY_BUCKETS,
+    IngestMetrics,
+    add_observations,
+    new_histogram,
+    tally_observation,
+)
+
+VALUES = st.lists(
+    st.one_of(
+        st.sampled_from(LATENCY_BUCKETS),  # exactly on a bound: `le` holds it
+        st.floats(min_value=0.0, max_value=30.0, allow_nan=False),
+    ),
+    max_size=60,
+)
+
+
+def histogram(registry: CollectorRegistry) -> Histogram:
+    return Histogram("h_seconds", "h", ["route"], buckets=LATENCY_BUCKETS, registry=registry)
+
+
+@given(VALUES)
+@settings(max_examples=200, deadline=None)
+def test_a_tallied_histogram_equals_one_observe_per_value(values: list[float]) -> None:
+    direct, folded = CollectorRegistry(), CollectorRegistry()
+    child = histogram(direct).labels("r")
+    for value in values:
+        child.observe(value)
+    tally = new_histogram()
+    for value in values:
+        tally_observation(tally, value)
+    add_observations(histogram(folded).labels("r"), tally)
+    assert exposition(folded) == exposition(direct)
+
+
+def exposition(registry: CollectorRegistry) -> list[str]:
+    """The text format without `_created` (when each histogram was made)."""
+    return [
+        line for line in generate_latest(registry).decode().splitlines() if "_created" not in line
+    ]
+
+
+class Route:
+    path = "/v1/events/{event_type}"
+
+
+def scope(status_state: dict[str, object]) -> dict[str, object]:
+    return {"route": Route(), "method": "POST", "path": "/v1/events/likes", "state": status_state}
+
+
+def test_counts_reach_prometheus_only_when_folded_and_each_once() -> None:
+    registry = CollectorRegistry()
+    metrics = IngestMetrics(registry)
+    rng = random.Random(7)
+    for _ in range(50):
+        metrics.observe_request(scope({}), 202, rng.random() / 10)
+        metrics.observe_ack(rng.random() / 100)
+    metrics.observe_request(scope({"events_received": 3}), 422, 0.001)
+    metrics.observe_request(scope({"unavailable_cause": "ack_timeout"}), 503, 2.0)
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert (
+        sample("logstream_http_requests_total", route=Route.path, method="POST", status="202")
+        is None
+    )
+    metrics.fold()
+    assert (
+        sample("logstream_http_requests_total", route=Route.path, method="POST", status="202") == 50
+    )
+    assert (
+        sample("logstream_http_request_duration_seconds_count", route=Route.path, method="POST")
+        == 52
+    )
+    assert sample("logstream_ingest_events_accepted_total", event_type="likes") == 50
+    assert (
+        sample(
+            "logstream_ingest_events_rejected_total", event_type="likes", reason="validation_failed"
+        )
+        == 3
+    )
+    assert sample("logstream_ingest_unavailable_total", cause="ack_timeout") == 1
+    assert sample("logstream_ingest_broker_ack_seconds_count") == 50
+    metrics.fold()  # nothing new: nothing added twice
+    assert (
+        sample("logstream_http_requests_total", route=Route.path, method="POST", status="202") == 50
+    )
+    assert sample("logstream_ingest_broker_ack_seconds_count") == 50
