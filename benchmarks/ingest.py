@@ -1,7 +1,7 @@
 """Ingest benchmark: `make bench-ingest` (or `python benchmarks/ingest.py [--duration S]`).
 
 Measures, in one run and on the same server settings (uvicorn, 1 worker unless `--workers N`,
-no access log; metrics on unless `LOGSTREAM_METRICS=false`):
+no access log; metrics on in the likes server, as `LOGSTREAM_METRICS` says in the others):
 - single-event POST /v1/events/likes: requests/s, p50/p99 latency at concurrency 32 and 128;
 - the same against a second ingest server with metrics off (`LOGSTREAM_METRICS=false`): what
   metrics cost, measured in the same turns (target: metrics on within 5 % of off, for single
@@ -111,8 +111,10 @@ def serve(kind: str, port: int, bootstrap: str, topic: str) -> None:
 
         keys_file = os.environ.get(AUTH_KEYS_ENV)
         overrides: dict[str, Any] = {"auth_keys_file": Path(keys_file)} if keys_file else {}
-        if kind == "metrics_off":
-            overrides["metrics"] = False
+        # The comparison needs one server with metrics and one without, whatever
+        # LOGSTREAM_METRICS says (it still applies to the generic type's server).
+        if kind in ("ingest", "metrics_off"):
+            overrides["metrics"] = kind == "ingest"
         settings = load_settings(bootstrap_servers=bootstrap, **overrides)
         if kind == "generic":  # the repo's schemas and the bench's own folder, side by side
             overrides["schema_dir"] = f"{settings.resolved_schema_dir}{os.pathsep}{GENERIC_SCHEMAS}"
@@ -149,8 +151,7 @@ def server(kind: str, bootstrap: str, topic: str, workers: int = 1) -> Any:
             "LOGSTREAM_BOOTSTRAP_SERVERS": bootstrap,
             "LOGSTREAM_TOPIC_PREFIX": topic.removesuffix("likes"),
         }
-        if kind == "metrics_off":
-            env["LOGSTREAM_METRICS"] = "false"
+        env["LOGSTREAM_METRICS"] = "false" if kind == "metrics_off" else "true"
     proc = subprocess.Popen(argv, cwd=REPO, env=env)
     try:
         deadline = time.monotonic() + 30
@@ -292,17 +293,25 @@ async def _load(
     for target in targets:  # warm each server (and the broker behind it) up
         await run_slice(target, warmup, measured=False)
     rounds = max(1, round(duration / slice_s))
+    orders = balanced_orders(len(targets))
     for r in range(rounds):
-        # The order rotates each round, so that every target takes every place equally
-        # often: first after the previous round's last, or after each of the others (a slice
-        # can inherit the broker work its predecessor left behind).
-        shift = r % len(targets)
-        for target in targets[shift:] + targets[:shift]:
-            await run_slice(target, duration / rounds, measured=True)
+        for index in orders[r % len(orders)]:
+            await run_slice(targets[index], duration / rounds, measured=True)
     for target in targets:
         for _, writer in target.connections:
             writer.close()
     return {target.name: target.summary() for target in targets}
+
+
+def balanced_orders(n: int) -> list[list[int]]:
+    """Turn orders in which every target follows every other equally often (a Williams
+    design: n orders for even n, 2n for odd n). A slice can inherit the broker work its
+    predecessor left behind, so no target may mostly follow one that produces nothing."""
+    first = [0]
+    for step in range(1, n):
+        first.append((step + 1) // 2 if step % 2 else n - step // 2)
+    orders = [[(x + r) % n for x in first] for r in range(n)]
+    return orders if n % 2 == 0 else orders + [order[::-1] for order in orders]
 
 
 def load_main(
@@ -524,7 +533,8 @@ def orchestrate(
             print(f"batches and raw loop, round {r + 1}/{rounds} ...", file=sys.stderr)
             part = duration / rounds
             servers = {kind: ports[kind] for kind in ("ingest", "generic", "metrics_off")}
-            measured = run_load(servers, "batch", 4, warmup, part, part / 3, scrape_every_s)
+            # Six turns: every balanced order of three servers once.
+            measured = run_load(servers, "batch", 4, warmup, part, part / 6, scrape_every_s)
             batch_parts.append(measured["ingest"])
             generic_parts.append(measured["generic"])
             off_parts.append(measured["metrics_off"])

@@ -31,9 +31,9 @@ cProfile of one view run, consume thread and commit thread separately.
 
 Broker: LOGSTREAM_BENCH_BOOTSTRAP if set, else a private local broker on free ports in a
 temporary folder. Other LOGSTREAM_* variables (e.g. LOGSTREAM_CONSUME_BATCH_SIZE) reach
-the runs, so a tuning can be compared; `LOGSTREAM_METRICS=false` runs the views without the
-metrics hooks and port that `logstream consume --metrics-port` attaches (on by default), to
-measure what metrics cost. With metrics on, each view run is also scraped as Prometheus
+the runs, so a tuning can be compared. Every view run has the metrics hooks and port that
+`logstream consume --metrics-port` attaches, but the metrics-off runs of step 2 (which
+measure what metrics cost). With metrics on, each view run is also scraped as Prometheus
 would, every `LOGSTREAM_BENCH_SCRAPE_INTERVAL_S` (default 1 s; a scrape computes the view's
 lag from its store and the broker), so the scrapes' cost is part of the measurement.
 Prints a readable table and then a JSON document; exits 0 whether or not the targets are
@@ -253,8 +253,8 @@ def child_view(args: argparse.Namespace) -> None:
     view = _view(args.view)
     with tempfile.TemporaryDirectory(prefix="logstream-bench-view-") as tmp:
         settings = _settings(args.bootstrap, Path(tmp))
-        if args.metrics == "off":
-            settings = settings.model_copy(update={"metrics": False})
+        # On or off as the run asks, whatever LOGSTREAM_METRICS says: the comparison needs both.
+        settings = settings.model_copy(update={"metrics": args.metrics == "on"})
         codec = _codec(settings)
         store = open_view_store(None, settings.data_dir, view)
         # What `logstream consume --metrics-port` attaches (LOGSTREAM_METRICS=false: nothing);

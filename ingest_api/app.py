@@ -95,12 +95,14 @@ def create_app(
                 queue_sampler.cancel()
             await asyncio.to_thread(lag_sampler.stop)
             await asyncio.to_thread(app.state.view_readers.close)  # reopened lazily
-            left = await producer.close(SHUTDOWN_FLUSH_S)
-            if left:
-                log.error("%d message(s) not delivered at shutdown (none was acknowledged)", left)
-            if app.state.ingest_metrics is not None:
-                app.state.ingest_metrics.fold()  # this worker's last counts
-            mark_worker_dead()
+            try:
+                left = await producer.close(SHUTDOWN_FLUSH_S)
+                if left:
+                    log.error("%d message(s) not delivered at shutdown (none acknowledged)", left)
+            finally:
+                if app.state.ingest_metrics is not None:
+                    app.state.ingest_metrics.fold()  # this worker's last counts
+                mark_worker_dead()
 
     app = FastAPI(
         title="logstream ingest",

@@ -18,6 +18,7 @@ another worker's counts reach the shared files within a second.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from bisect import bisect_left
@@ -29,6 +30,8 @@ from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from logstream.producer import EventProducer
+
+log = logging.getLogger(__name__)
 
 __all__ = ["IngestMetrics", "MetricsMiddleware", "fold_every_second", "note_events"]
 
@@ -143,8 +146,8 @@ class IngestMetrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
-        # Label values are bounded (route templates, methods, statuses, event types and
-        # reasons are finite sets), and every combination's child is kept for the folds.
+        # Label values are bounded: route templates, methods, statuses, event types and
+        # reasons are finite sets.
         self._tally = RequestTally()
 
     def observe_request(self, scope: Scope, status: int, seconds: float) -> None:
@@ -266,8 +269,11 @@ async def fold_every_second(metrics: IngestMetrics, producer: EventProducer) -> 
     worker; the lifespan folds once more at shutdown, so a stopping worker's counts stay)."""
     with suppress(asyncio.CancelledError):
         while True:
-            metrics.fold()
-            metrics.queue.set(producer.queue_depth)
+            try:
+                metrics.fold()
+                metrics.queue.set(producer.queue_depth)
+            except Exception:  # e.g. a full disk under the multiprocess files: try again
+                log.exception("folding the request counts into the metrics")
             await asyncio.sleep(FOLD_INTERVAL_S)
 
 

@@ -30,7 +30,9 @@ class ClusterProbe:
             {"bootstrap.servers": cluster.bootstrap_servers, "log_level": 0}
         )
         self._down: dict[int, float] = {}  # node id -> wall-clock time of its SIGKILL
+        self._alone: int | None = None  # the last node `kill_node` killed
         self.downtimes: list[Downtime] = []  # nodes killed and started again
+        self.single_kills: list[Downtime] = []  # of them, brokers killed alone (not an outage)
 
     def leaders(self, topic: str) -> dict[int, int]:
         """partition -> leader node id (-1 while it has none)."""
@@ -108,6 +110,7 @@ class ClusterProbe:
         killed_at = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         self._down[node_id] = time.time()
+        self._alone = node_id
         return killed_at
 
     def kill_all(self) -> float:
@@ -123,7 +126,9 @@ class ClusterProbe:
         """Start the nodes that are down (`LocalCluster.start`), noting when they were back."""
         self.cluster.start(timeout_s=timeout_s)
         back_at = time.time()
-        self.downtimes += [Downtime(n, at, back_at) for n, at in self._down.items()]
+        back = [Downtime(n, at, back_at) for n, at in self._down.items()]
+        self.downtimes += back
+        self.single_kills += [d for d in back if len(back) == 1 and d.node == self._alone]
         self._down.clear()
 
     def all_downtimes(self) -> list[Downtime]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["RESTART_GRACE_S", "Downtime", "Fencing", "fencings_in", "unexplained"]
+__all__ = ["RESTART_GRACE_S", "Downtime", "Fencing", "fencings_in", "unexplained", "unseen"]
 
 RESTART_GRACE_S = 20.0
 
@@ -65,6 +65,13 @@ def fencings_in(logs: Iterable[Path]) -> list[Fencing]:
             fencing = Fencing(int(match["node"]), int(match["epoch"]), at)
             found.setdefault((fencing.node, fencing.epoch, at), fencing)
     return sorted(found.values(), key=lambda f: f.at)
+
+
+def unseen(fencings: list[Fencing], downtimes: list[Downtime]) -> list[Downtime]:
+    """Kills of a single broker that no fencing follows: each must be fenced (that is how
+    failover starts), so none seen means the logs were not read right, and the check that
+    no live broker was fenced would prove nothing."""
+    return [d for d in downtimes if not any(d.explains(f) for f in fencings)]
 
 
 def unexplained(fencings: list[Fencing], downtimes: list[Downtime]) -> list[Fencing]:

@@ -46,7 +46,7 @@ from logstream.stores.factory import open_view_store
 from tests.conftest import free_port_block, local_cluster
 from tests.faults import disk
 from tests.faults.cluster import ClusterProbe
-from tests.faults.fencing import fencings_in, unexplained
+from tests.faults.fencing import fencings_in, unexplained, unseen
 from tests.faults.load import Ack, LoadGenerator
 from tests.faults.report import SIGTERM_LIMIT_S, Report, seconds
 from tests.faults.services import (
@@ -528,6 +528,8 @@ def audit(s: Stack) -> None:
         f"broker {f.node} (epoch {f.epoch}) at {time.strftime('%H:%M:%S', time.localtime(f.at))}"
         for f in unexplained(fencings, s.probe.all_downtimes())
     ]
+    for kill in unseen(fencings, s.probe.single_kills):
+        r.finding(f"no fencing of broker {kill.node} after its kill: are fencings logged?")
 
 
 def first_202_after(s: Stack, since: float, mark: int) -> str:

@@ -6,7 +6,7 @@ import math
 from datetime import datetime
 from pathlib import Path
 
-from tests.faults.fencing import RESTART_GRACE_S, Downtime, fencings_in, unexplained
+from tests.faults.fencing import RESTART_GRACE_S, Downtime, fencings_in, unexplained, unseen
 
 LOG = """\
 [2026-11-30 18:42:38,880] INFO [QuorumController id=103] Fencing broker 1 at epoch 9 because its session has timed out. (org.apache.kafka.controller.ReplicationControlManager)
@@ -48,3 +48,12 @@ def test_a_fencing_is_explained_only_while_its_node_was_down(tmp_path: Path) -> 
     assert unexplained(found, [one_down, settling]) == []
     later = Downtime(1, at("2026-11-30 18:42:45"), math.inf)  # killed after the fencing
     assert [f.node for f in unexplained(found, [later, two_down])] == [1]
+
+
+def test_a_kill_without_its_fencing_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "a.log").write_text(LOG)
+    found = fencings_in([tmp_path / "a.log"])
+    seen = Downtime(1, at("2026-11-30 18:42:37"), at("2026-11-30 18:42:50"))
+    missed = Downtime(3, at("2026-11-30 18:42:37"), at("2026-11-30 18:42:50"))
+    assert unseen(found, [seen, missed]) == [missed]
+    assert unseen([], [seen]) == [seen]  # nothing read: the check must not pass silently
