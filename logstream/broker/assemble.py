@@ -192,8 +192,12 @@ def _write_logging_config(path: Path) -> None:
     if path.exists() and path.read_text() == _LOG4J2_PROPERTIES:
         return
     fresh = path.with_name(f".{path.name}.{os.getpid()}")
-    fresh.write_text(_LOG4J2_PROPERTIES)
-    fresh.replace(path)
+    try:
+        fresh.write_text(_LOG4J2_PROPERTIES)
+        fresh.replace(path)
+    except OSError:  # a cache we may not write (another user's, read-only): keep its config
+        with contextlib.suppress(OSError):
+            fresh.unlink()
 
 
 def _fetch(version: str, home: Path, *, quiet: bool) -> None:

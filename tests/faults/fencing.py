@@ -51,8 +51,8 @@ class Downtime:
 
 
 def fencings_in(logs: Iterable[Path]) -> list[Fencing]:
-    """Every fencing the controllers' logs record, once each (a controller may log the same
-    broker epoch again), oldest first."""
+    """Every fencing the controllers' logs record, oldest first; a line found in two logs
+    (same broker, epoch and millisecond) counts once."""
     found: dict[tuple[int, int, float], Fencing] = {}
     for path in logs:
         if not path.exists():

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # The target, held for every kill: ingest answers 202 again this soon after a leader
-# is killed. With a 600 ms broker session (logstream/broker/properties.py) kills take 1.0-1.9 s
+# is killed. With a 600 ms broker session (logstream/broker/properties.py) kills take 1.1-1.9 s
 # on 2 cores shared by 6 JVMs, 5 Python processes and the load itself.
 UNAVAILABILITY_LIMIT_S = 3.0
 OUTAGE_RECOVERY_LIMIT_S = 30.0  # a consumer applies new events this soon after an outage
