@@ -193,6 +193,7 @@ class _Target:
         self.latencies: list[float] = []
         self.statuses: dict[int, int] = {}
         self.busy_s = 0.0  # measured slice time
+        self.idle_since = -math.inf  # when its last slice ended
         self.scrape_every_s = 0.0  # > 0: GET /metrics every this many seconds of busy time
         self.scrapes = 0
 
@@ -249,7 +250,6 @@ async def _load(
     ends when the last of its requests is answered; its rate counts the whole slice.
     """
     clock = time.perf_counter  # uvloop's loop.time() ticks in whole milliseconds
-    idle_since: dict[str, float] = {}
 
     async def connect(target: _Target) -> None:
         """(Re)open the target's keep-alive connections: a server closes idle ones after
@@ -277,7 +277,7 @@ async def _load(
             i += concurrency
 
     async def run_slice(target: _Target, seconds: float, measured: bool) -> None:
-        if clock() - idle_since.get(target.name, -math.inf) > KEEP_ALIVE_SAFE_S:
+        if clock() - target.idle_since > KEEP_ALIVE_SAFE_S:
             await connect(target)
         start = clock()
         work = [worker(target, n, start + seconds, measured) for n in range(concurrency)]
@@ -286,7 +286,7 @@ async def _load(
         if measured and every and target.busy_s >= target.scrapes * every:
             work.append(target.scrape())
         await asyncio.gather(*work)
-        idle_since[target.name] = clock()
+        target.idle_since = clock()
         if measured:
             target.busy_s += clock() - start
 
@@ -555,25 +555,27 @@ def orchestrate(
     ratios["batch_vs_raw_loop"] = (
         results["ingest_batch_1000"]["events_per_s"] / results["raw_produce_loop"]["events_per_s"]
     )
-    for c in (32, 128):
-        ratios[f"generic_single_c{c}_vs_likes"] = (
-            results[f"generic_single_c{c}"]["requests_per_s"]
-            / results[f"ingest_single_c{c}"]["requests_per_s"]
-        )
-    ratios["generic_batch_vs_likes"] = (
-        results["generic_batch_1000"]["events_per_s"] / results["ingest_batch_1000"]["events_per_s"]
-    )
-    for c in (32, 128):
-        ratios[f"metrics_on_vs_off_single_c{c}"] = (
-            results[f"ingest_single_c{c}"]["requests_per_s"]
-            / results[f"metrics_off_single_c{c}"]["requests_per_s"]
-        )
-    ratios["metrics_on_vs_off_batch"] = (
-        results["ingest_batch_1000"]["events_per_s"]
-        / results["metrics_off_batch_1000"]["events_per_s"]
-    )
+    ratios |= _server_vs_server(results, "generic", "ingest", "generic_{}_vs_likes")
+    ratios |= _server_vs_server(results, "ingest", "metrics_off", "metrics_on_vs_off_{}")
     results["ratios"] = ratios
     return results
+
+
+def _server_vs_server(
+    results: dict[str, Any], kind: str, baseline: str, name: str
+) -> dict[str, float]:
+    """`kind`'s rates over `baseline`'s, for single events at c=32 and c=128 and for
+    batches, named `name` with `single_c32`, `single_c128` or `batch` filled in."""
+    ratios = {
+        name.format(f"single_c{c}"): results[f"{kind}_single_c{c}"]["requests_per_s"]
+        / results[f"{baseline}_single_c{c}"]["requests_per_s"]
+        for c in (32, 128)
+    }
+    ratios[name.format("batch")] = (
+        results[f"{kind}_batch_1000"]["events_per_s"]
+        / results[f"{baseline}_batch_1000"]["events_per_s"]
+    )
+    return ratios
 
 
 def _merge_batches(parts: list[dict[str, Any]]) -> dict[str, Any]:
