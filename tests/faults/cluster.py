@@ -30,7 +30,6 @@ class ClusterProbe:
             {"bootstrap.servers": cluster.bootstrap_servers, "log_level": 0}
         )
         self._down: dict[int, float] = {}  # node id -> wall-clock time of its SIGKILL
-        self._alone: int | None = None  # the last node `kill_node` killed
         self.downtimes: list[Downtime] = []  # nodes killed and started again
         self.single_kills: list[Downtime] = []  # of them, brokers killed alone (not an outage)
 
@@ -110,7 +109,6 @@ class ClusterProbe:
         killed_at = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         self._down[node_id] = time.time()
-        self._alone = node_id
         return killed_at
 
     def kill_all(self) -> float:
@@ -128,7 +126,8 @@ class ClusterProbe:
         back_at = time.time()
         back = [Downtime(n, at, back_at) for n, at in self._down.items()]
         self.downtimes += back
-        self.single_kills += [d for d in back if len(back) == 1 and d.node == self._alone]
+        if len(back) == 1:  # one node was down: a broker kill, not an outage
+            self.single_kills += back
         self._down.clear()
 
     def all_downtimes(self) -> list[Downtime]:
