@@ -98,3 +98,62 @@ def test_counts_reach_prometheus_only_when_folded_and_each_once() -> None:
         sample("logstream_http_requests_total", route=Route.path, method="POST", status="202") == 50
     )
     assert sample("logstream_ingest_broker_ack_seconds_count") == 50
+
+
+class LikesRoute:
+    path = "/v1/events/likes"
+
+
+class CatchAllRoute:
+    path = "/v1/events/{event_type}/batch"
+
+
+class StatusRoute:
+    path = "/v1/status"
+
+
+def test_each_route_key_counts_its_own_requests_and_events() -> None:
+    """Requests are tallied per (route, method, status): every key keeps its own counts, a
+    known type's route names its type, the catch-all's 404 counts as `unknown`."""
+    registry = CollectorRegistry()
+    metrics = IngestMetrics(registry)
+    likes, catch_all, status_route = LikesRoute(), CatchAllRoute(), StatusRoute()
+    sent = [
+        ({"route": likes, "method": "POST", "path": "/v1/events/likes"}, 202),
+        ({"route": likes, "method": "POST", "path": "/v1/events/likes"}, 422),
+        ({"route": catch_all, "method": "POST", "path": "/v1/events/nope/batch"}, 404),
+        ({"route": status_route, "method": "GET", "path": "/v1/status"}, 200),
+        ({"route": None, "method": "BREW", "path": "/teapot"}, 404),
+    ]
+    counts = [5, 2, 3, 4, 1]
+    for (request, code), n in zip(sent, counts, strict=True):
+        for _ in range(n):
+            metrics.observe_request({**request, "state": {}}, code, 0.002)
+    metrics.fold()
+
+    def requests(route: str, method: str, code: str) -> float | None:
+        labels = {"route": route, "method": method, "status": code}
+        return registry.get_sample_value("logstream_http_requests_total", labels)
+
+    assert requests("/v1/events/likes", "POST", "202") == 5
+    assert requests("/v1/events/likes", "POST", "422") == 2
+    assert requests("/v1/events/{event_type}/batch", "POST", "404") == 3
+    assert requests("/v1/status", "GET", "200") == 4
+    assert requests("unmatched", "other", "404") == 1
+    latency = registry.get_sample_value(
+        "logstream_http_request_duration_seconds_count",
+        {"route": "/v1/events/likes", "method": "POST"},
+    )
+    assert latency == 7  # both statuses of the route, one histogram
+    accepted = registry.get_sample_value(
+        "logstream_ingest_events_accepted_total", {"event_type": "likes"}
+    )
+    assert accepted == 5
+    rejected = {
+        (s.labels["event_type"], s.labels["reason"]): s.value
+        for family in registry.collect()
+        if family.name == "logstream_ingest_events_rejected"
+        for s in family.samples
+        if s.name.endswith("_total")
+    }
+    assert rejected == {("likes", "validation_failed"): 2, ("unknown", "unknown_event_type"): 3}
