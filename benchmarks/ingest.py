@@ -6,7 +6,8 @@ no access log; metrics on in the likes server, as `LOGSTREAM_METRICS` says in th
 - the same against a second ingest server with metrics off (`LOGSTREAM_METRICS=false`): what
   metrics cost, measured in the same turns (target: metrics on within 5 % of off, for single
   events and batches). The metrics-on server is scraped (`GET /metrics`) every
-  `--scrape-interval` seconds while it is under load, as Prometheus would;
+  `--scrape-interval` seconds of its load, by default as often as the Prometheus we ship
+  scrapes it (`deploy/prometheus/prometheus.yml`, 15 s), the first scrape in its first turn;
 - the same against a no-op FastAPI POST endpoint (reads the body, answers 202): the
   framework's ceiling;
 - the same for a generic event type that exists only as a schema file,
@@ -47,6 +48,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -68,6 +70,7 @@ SERVERS = ("noop", "ingest", "generic", "metrics_off")
 AUTH_KEYS_ENV = "LOGSTREAM_BENCH_AUTH_KEYS_FILE"  # set for the child processes by --auth
 AUTH_TOKEN_ENV = "LOGSTREAM_BENCH_AUTH_TOKEN"
 SCRAPE_TOKEN_ENV = "LOGSTREAM_BENCH_SCRAPE_TOKEN"  # an admin key: what a Prometheus server holds
+PROMETHEUS_CONFIG = REPO / "deploy" / "prometheus" / "prometheus.yml"
 URLS = 1000  # distinct urls, hence keys, spread over the partitions
 GENERIC_SCHEMAS = REPO / "benchmarks" / "schemas"
 PATHS = {
@@ -483,13 +486,24 @@ def enable_auth(folder: Path) -> None:
     os.environ[SCRAPE_TOKEN_ENV] = scrape_token
 
 
+def shipped_scrape_interval() -> float:
+    """Seconds between scrapes in the Prometheus configuration we ship (its global
+    `scrape_interval`), so that the benchmark charges metrics what a deployment pays."""
+    import yaml
+
+    interval = str(yaml.safe_load(PROMETHEUS_CONFIG.read_text())["global"]["scrape_interval"])
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0}
+    number, unit = re.fullmatch(r"(\d+)(ms|s|m)", interval).groups()  # type: ignore[union-attr]
+    return int(number) * units[unit]
+
+
 def orchestrate(
     warmup: float,
     duration: float,
     slice_s: float,
     broker_warmup: float,
     workers: int = 1,
-    scrape_every_s: float = 1.0,
+    scrape_every_s: float = 15.0,
 ) -> Any:
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
@@ -661,8 +675,9 @@ def main() -> None:
     parser.add_argument(
         "--scrape-interval",
         type=float,
-        default=1.0,
-        help="GET /metrics of the metrics-on server every this many seconds of its load (0: never)",
+        default=None,
+        help="GET /metrics of the metrics-on server every this many seconds of its load "
+        "(0: never; default: the scrape_interval of deploy/prometheus/prometheus.yml)",
     )
     parser.add_argument(
         "--auth",
@@ -689,7 +704,7 @@ def main() -> None:
             args.warmup,
             args.duration,
             args.slice,
-            args.scrape_interval,
+            args.scrape_interval or 0.0,
         )
     elif args.raw:
         raw_main(args.bootstrap, args.topic, args.warmup, args.duration)
@@ -702,7 +717,7 @@ def main() -> None:
             args.slice,
             args.broker_warmup,
             args.workers,
-            args.scrape_interval,
+            shipped_scrape_interval() if args.scrape_interval is None else args.scrape_interval,
         )
         print(json.dumps(results, indent=2))
         print(table(results))
