@@ -199,10 +199,14 @@ class _Target:
         self.idle_since = -math.inf  # when its last slice ended
         self.scrape_every_s = 0.0  # > 0: GET /metrics every this many seconds of busy time
         self.scrapes = 0
+        self.slice_rates: list[float] = []  # answered 2xx per second, one per measured turn
+
+    def answered_ok(self) -> int:
+        return sum(count for status, count in self.statuses.items() if 200 <= status < 300)
 
     def summary(self) -> dict[str, Any]:
         self.latencies.sort()
-        ok = sum(count for status, count in self.statuses.items() if 200 <= status < 300)
+        ok = self.answered_ok()
         return {
             "requests": len(self.latencies),
             "ok": ok,
@@ -212,6 +216,7 @@ class _Target:
             "p50_ms": percentile(self.latencies, 0.50) * 1000,
             "p99_ms": percentile(self.latencies, 0.99) * 1000,
             "scrapes": self.scrapes,
+            "slice_rates": self.slice_rates,
         }
 
     async def scrape(self) -> None:
@@ -282,7 +287,7 @@ async def _load(
     async def run_slice(target: _Target, seconds: float, measured: bool) -> None:
         if clock() - target.idle_since > KEEP_ALIVE_SAFE_S:
             await connect(target)
-        start = clock()
+        start, ok_before = clock(), target.answered_ok()
         work = [worker(target, n, start + seconds, measured) for n in range(concurrency)]
         # Scrapes fall due by the target's own measured time, so their cost lands on it.
         every = target.scrape_every_s
@@ -292,6 +297,7 @@ async def _load(
         target.idle_since = clock()
         if measured:
             target.busy_s += clock() - start
+            target.slice_rates.append((target.answered_ok() - ok_before) / (clock() - start))
 
     for target in targets:  # warm each server (and the broker behind it) up
         await run_slice(target, warmup, measured=False)

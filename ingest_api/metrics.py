@@ -276,11 +276,12 @@ class MetricsMiddleware:
         started = _clock()
         status = 500
 
-        async def send_status(message: Message) -> None:
+        def send_status(message: Message) -> Awaitable[None]:
+            """Note the status; hands back `send`'s own awaitable (no coroutine of its own)."""
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, send_status)
