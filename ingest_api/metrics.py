@@ -169,10 +169,9 @@ class IngestMetrics:
             multiprocess_mode="livesum",
         )
         # Label values are bounded: route templates, methods, statuses, event types and
-        # reasons are finite sets, and so are the keys of `_routes`.
-        self._routes: dict[
-            tuple[int, str, int], RouteTally
-        ] = {}  # the app's routes live as long as it
+        # reasons are finite sets, and so are the keys of `_routes` (a route's id: the app's
+        # routes live as long as it does).
+        self._routes: dict[tuple[int, str, int], RouteTally] = {}
         self._tally = RequestTally()
 
     def observe_request(self, scope: Scope, status: int, seconds: float) -> None:
@@ -184,9 +183,7 @@ class IngestMetrics:
         route = self._routes.get(key)
         if route is None:
             route = self._routes[key] = RouteTally(matched, method, status)
-        latency = route.latency
-        latency[bisect_left(BOUNDS, seconds)] += 1
-        latency[-1] += seconds
+        tally_observation(route.latency, seconds)
         if route.events_write:
             self._count_events(route, scope)
 
