@@ -48,7 +48,6 @@ import asyncio
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -497,10 +496,10 @@ def shipped_scrape_interval() -> float:
     `scrape_interval`), so that the benchmark charges metrics what a deployment pays."""
     import yaml
 
+    from logstream.backfill.targets import parse_duration  # Prometheus's short form: 15s, 1m30s
+
     interval = str(yaml.safe_load(PROMETHEUS_CONFIG.read_text())["global"]["scrape_interval"])
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0}
-    number, unit = re.fullmatch(r"(\d+)(ms|s|m)", interval).groups()  # type: ignore[union-attr]
-    return int(number) * units[unit]
+    return parse_duration(interval) / 1000
 
 
 def orchestrate(
@@ -508,8 +507,8 @@ def orchestrate(
     duration: float,
     slice_s: float,
     broker_warmup: float,
-    workers: int = 1,
-    scrape_every_s: float = 15.0,
+    workers: int,
+    scrape_every_s: float,
 ) -> Any:
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
