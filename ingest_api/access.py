@@ -1,12 +1,13 @@
 """Who may call what: API keys (`Authorization: Bearer <key>`), scopes, per-key rate limits.
 
-One ASGI middleware in front of every route: it maps the path to the scope it needs
-(`logstream.auth.scopes`), answers 401 (no key, unknown or revoked key), 403 (the key lacks
-the scope) or 429 (the key's request rate) in the shared error shape, and otherwise passes
-the request on with the key in `request.state.api_key`. Write routes charge their events
-with `charge_events` once they know how many a body holds. A plain ASGI class rather than a
-FastAPI dependency: it runs before routing (unknown paths are not revealed to strangers) and
-costs a few microseconds per request.
+Asked in front of every route (by the app's one ASGI layer, `ingest_api/edge.py`): it maps the
+path to the scope it needs (`logstream.auth.scopes`), answers 401 (no key, unknown or revoked
+key), 403 (the key lacks the scope) or 429 (the key's request rate) in the shared error shape,
+and otherwise passes the request on with the key in `request.state.api_key`. Write routes
+charge their events with `charge_events` once they know how many a body holds. Not a FastAPI
+dependency: it runs before routing (unknown paths are not revealed to strangers) and costs a
+few microseconds per request. Not an ASGI layer of its own either: a layer costs the server
+about as much again (see `edge.py`), so the check picks the ASGI app that answers instead.
 
 A 429 for the request rate is answered after a pause (up to `TARPIT_S`, never longer than
 the Retry-After it carries): a client that floods in a loop then waits on its own
@@ -63,30 +64,24 @@ def _rate_limited(what: str, retry_after: int) -> ApiError:
 
 
 class AccessControl:
-    """The middleware; `keyring.enforced` is False only on loopback with no key file."""
+    """Who may pass; `keyring.enforced` is False only on loopback with no key file."""
 
-    def __init__(self, app: ASGIApp, keyring: KeyRing, limiter: RateLimiter) -> None:
-        self.app = app
+    def __init__(self, keyring: KeyRing, limiter: RateLimiter) -> None:
         self.keyring = keyring
         self.limiter = limiter
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def admit(self, scope: Scope, app: ASGIApp) -> ASGIApp:
+        """`app` when the HTTP request may pass (its key then in `scope["state"]`), else the
+        ASGI app that answers the refusal."""
         need = required_scope(scope["path"])
         if need is None or not self.keyring.enforced:
-            await self.app(scope, receive, send)
-            return
+            return app
         try:
             key = self._admit(scope, need.scope)
         except ApiError as exc:
-            if exc.status == 429:
-                await asyncio.sleep(min(TARPIT_S, float(exc.headers["Retry-After"])))
-            await exc.response()(scope, receive, send)
-            return
+            return _refusal(exc)
         scope.setdefault("state", {})["api_key"] = key
-        await self.app(scope, receive, send)
+        return app
 
     def _admit(self, scope: Scope, needed: str) -> ApiKey:
         token = _bearer(scope)
@@ -108,6 +103,17 @@ class AccessControl:
         if retry_after:
             raise _rate_limited("request", retry_after)
         return key
+
+
+def _refusal(exc: ApiError) -> ASGIApp:
+    """The ASGI app answering `exc`; a 429 after its pause (see the module's docstring)."""
+
+    async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        if exc.status == 429:
+            await asyncio.sleep(min(TARPIT_S, float(exc.headers["Retry-After"])))
+        await exc.response()(scope, receive, send)
+
+    return refuse
 
 
 def charge_events(request: Request, count: int) -> None:

@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 
 from ingest_api.access import AccessControl
 from ingest_api.avro_validation import compile_event_models
+from ingest_api.edge import EdgeLayer
 from ingest_api.errors import install_error_handlers
 from ingest_api.openapi_security import document_security
 from ingest_api.rate_limits import RateLimiter
@@ -124,8 +125,9 @@ def create_app(
     )
     app.state.rate_limiter = limiter
     keyring = KeyRing(keys_file, required=auth_on)
-    app.add_middleware(AccessControl, keyring=keyring, limiter=limiter)
     install_operations(app, resolved)
+    access = AccessControl(keyring, limiter)
+    app.add_middleware(EdgeLayer, access=access, metrics=app.state.ingest_metrics)
     # first: the most frequent requests match at once
     app.include_router(event_router(list(models.values())))
     app.include_router(health.router)
@@ -152,7 +154,8 @@ def create_app(
 
 def install_operations(app: FastAPI, settings: Settings) -> None:
     """View lag for `/v1/status` and `/metrics`; with metrics on, the HTTP and ingest
-    counters (a middleware) and the registry a scrape reads."""
+    counters (`app.state.ingest_metrics`, fed by the edge layer) and the registry a scrape
+    reads."""
     views: dict[str, View] = app.state.views
     readers: ViewReaders = app.state.view_readers
     registry = readers.versions
@@ -178,14 +181,13 @@ def install_operations(app: FastAPI, settings: Settings) -> None:
         return
     from prometheus_client import CollectorRegistry
 
-    from ingest_api.metrics import IngestMetrics, install
+    from ingest_api.metrics import IngestMetrics
     from logstream.metrics.exposition import registry_of, scrape_registry
 
     own = CollectorRegistry()
     app.state.ingest_metrics = IngestMetrics(own)
     app.state.counters_registry = scrape_registry(own)
     app.state.views_registry = registry_of(collector)
-    install(app, app.state.ingest_metrics)
 
 
 def start_producer_metrics(app: FastAPI, producer: EventProducer) -> asyncio.Task[None] | None:

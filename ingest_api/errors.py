@@ -72,7 +72,7 @@ def error_body(code: str, message: str, fields: Sequence[FieldError] = ()) -> di
 
 
 def _note_error(request: Request, code: str, exc: Exception | None = None) -> None:
-    """Leave the error's code (and a 503's cause) where the metrics middleware reads it."""
+    """Leave the error's code (and a 503's cause) where the edge layer's metrics read it."""
     state = request.scope.setdefault("state", {})
     state["error_code"] = code
     cause = getattr(exc.__context__, "cause", None) if exc is not None else None

@@ -1,11 +1,12 @@
-"""The server's Prometheus metrics, counted by one ASGI middleware at request granularity.
+"""The server's Prometheus metrics, counted at request granularity by the app's one ASGI
+layer (`ingest_api/edge.py`).
 
-Why a middleware: every route is counted alike, keyed by its route *template*
+Why at the edge: every route is counted alike, keyed by its route *template*
 (`/v1/events/{event_type}`, never the URL a client sent, so labels cannot explode), without
-touching the routes. Routes add only what the middleware cannot see, through
-`request.state` (`note_events`: how many events a batch held or wrote); the error handler
-notes each error's code there, which becomes the rejection reason. Off
-(`LOGSTREAM_METRICS=false`) nothing is installed.
+touching the routes. Routes add only what the edge cannot see, through `request.state`
+(`note_events`: how many events a batch held or wrote); the error handler notes each
+error's code there, which becomes the rejection reason. Off (`LOGSTREAM_METRICS=false`)
+nothing is counted.
 
 Why a tally: prometheus_client's `inc()`/`observe()` cost about fifty Python calls and six
 lock round trips per request, 8-12 % of single-event ingest. Requests are counted instead
@@ -22,29 +23,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from bisect import bisect_left
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import MutableMapping
 from contextlib import suppress
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from logstream.producer import EventProducer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IngestMetrics", "MetricsMiddleware", "fold_every_second", "note_events"]
+__all__ = ["IngestMetrics", "fold_every_second", "note_events"]
 
 Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 EVENTS_PREFIX = "/v1/events/"
 UNMATCHED = "unmatched"
-_clock = time.perf_counter
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 FOLD_INTERVAL_S = 1.0  # tallies reach the Prometheus objects (and the queue gauge) this often
 BOUNDS = (*LATENCY_BUCKETS, math.inf)  # a histogram's buckets, +Inf last, as prometheus_client
@@ -246,7 +242,7 @@ def note_events(
     failed: int | None = None,
     cause: str | None = None,
 ) -> None:
-    """What a route knows about its events and the middleware cannot see (cheap: dict sets);
+    """What a route knows about its events and the edge layer cannot see (cheap: dict sets);
     `cause`: why the broker did not take them (a batch's first failed event's cause)."""
     state = request.scope.setdefault("state", {})
     if cause is not None:
@@ -257,33 +253,6 @@ def note_events(
         state["events_written"] = written
     if failed is not None:
         state["events_failed"] = failed
-
-
-class MetricsMiddleware:
-    """Counts every HTTP request once it is answered (pure ASGI: no per-request objects)."""
-
-    def __init__(self, app: Any, metrics: IngestMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = _clock()
-        status = 500
-
-        def send_status(message: Message) -> Awaitable[None]:
-            """Note the status; hands back `send`'s own awaitable (no coroutine of its own)."""
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            return send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            self.metrics.observe_request(scope, status, _clock() - started)
 
 
 async def fold_every_second(metrics: IngestMetrics, producer: EventProducer) -> None:
@@ -297,7 +266,3 @@ async def fold_every_second(metrics: IngestMetrics, producer: EventProducer) -> 
             except Exception:  # e.g. a full disk under the multiprocess files: try again
                 log.exception("folding the request counts into the metrics")
             await asyncio.sleep(FOLD_INTERVAL_S)
-
-
-def install(app: FastAPI, metrics: IngestMetrics) -> None:
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
