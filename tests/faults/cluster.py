@@ -103,6 +103,11 @@ class ClusterProbe:
             before = now
         return math.inf
 
+    def note_first_start(self, started_at: float, up_at: float) -> None:
+        """The cluster's first start (wall clock) counts as every node's start: a JVM just
+        started competes for the CPU like a restarted one (`fencing.RESTART_GRACE_S`)."""
+        self.downtimes += [Downtime(s.node_id, started_at, up_at) for s in self.cluster.status()]
+
     def kill_node(self, node_id: int) -> float:
         """SIGKILL one node's JVM (a crash, no controlled shutdown); returns the kill time."""
         pid = self.node_pid(node_id)

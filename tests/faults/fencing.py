@@ -4,9 +4,10 @@ A short broker session (`broker.session.timeout.ms`) makes failover fast, and wo
 live broker lose its leaderships if its heartbeats were late. The controllers log every
 fencing ("Fencing broker N at epoch E because its session has timed out", logged at INFO by
 the runtime's logging configuration). A fencing is the suite's own when it falls while
-that node was down: from its SIGKILL until it was started again, plus `RESTART_GRACE_S`
-(a JVM that just started competes with the load for the CPU, and a heartbeat of a broker
-still recovering, leading nothing, can be late). Any other fencing hit a live broker.
+that node was down or starting: from its SIGKILL (or the cluster's first start) until it
+was up again, plus `RESTART_GRACE_S` (a JVM that just started competes with the load for
+the CPU, and a heartbeat of a broker still recovering, leading nothing, can be late). Any
+other fencing hit a live broker.
 """
 
 from __future__ import annotations

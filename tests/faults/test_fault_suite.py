@@ -185,8 +185,9 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     with contextlib.ExitStack() as cleanup:
         cluster = local_cluster(tmp_path / "kafka", nodes=3)
         cleanup.callback(cluster.stop, timeout_s=15)
-        started = time.monotonic()
+        started, started_wall = time.monotonic(), time.time()
         cluster.start(timeout_s=180)
+        up_wall = time.time()
         report.note(
             f"3-node cluster {cluster.bootstrap_servers} up in {time.monotonic() - started:.1f} s"
         )
@@ -219,6 +220,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         )
         assert create.returncode == 0, create.stderr
         probe = ClusterProbe(cluster)
+        probe.note_first_start(started_wall, up_wall)
         probe.wait_fully_replicated(timeout_s=60)
         topic_min_isr, broker_min_isr = probe.min_insync_replicas(TOPIC)
         report.note(
