@@ -49,6 +49,7 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 SHUTDOWN_FLUSH_S = 30.0
+STARTUP_RENDER_S = 2.0  # the longest the first /metrics render may delay the start
 VIEWS_ROUTER_MODULE = "ingest_api.routes.views"
 
 
@@ -199,13 +200,18 @@ async def render_metrics_once(app: FastAPI) -> None:
     after the freeze, under load, it took ~0.26 s and left the server ~5 % slower for the
     rest of the run (measured with bench-ingest's scrapes; most likely because those
     objects were then walked by every full collection); made here and frozen, a scrape
-    under load takes ~30 ms and leaves nothing measurable behind. Best effort: a store or
-    broker that fails now fails the scrape that needs it, not the start."""
+    under load takes ~30 ms and leaves nothing measurable behind. Best effort, and at most
+    `STARTUP_RENDER_S`: a broker that does not answer yet delays the start no longer, and a
+    store or broker that fails now fails the scrape that needs it, not the start."""
     counters = app.state.counters_registry
     if counters is None:
         return
     try:
-        await run_in_threadpool(render, counters, app.state.views_registry)
+        await asyncio.wait_for(
+            run_in_threadpool(render, counters, app.state.views_registry), STARTUP_RENDER_S
+        )
+    except TimeoutError:
+        log.info("rendering /metrics at start-up took over %g s; serving anyway", STARTUP_RENDER_S)
     except Exception as exc:
         log.warning("rendering /metrics at start-up failed (retried at each scrape): %s", exc)
 
