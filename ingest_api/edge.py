@@ -29,7 +29,7 @@ _clock = time.perf_counter
 
 class EdgeLayer:
     """Admits or refuses each HTTP request (`AccessControl`) and, with `metrics`, counts it
-    once it is answered, refusals included (pure ASGI: no per-request objects)."""
+    once it is answered, refusals included (pure ASGI: one closure per request)."""
 
     def __init__(self, app: ASGIApp, access: AccessControl, metrics: IngestMetrics | None) -> None:
         self.app = app
