@@ -40,6 +40,8 @@ HOSTILE = [
     ("wait_ms", "9" * 400),  # wait_ms / 1000 overflowed a float
     ("wait_ms", BIG),
     ("wait_ms", "-1"),
+    ("wait_ms", "0.0"),  # pydantic's lax mode took it as 0 (found by schemathesis)
+    ("wait_ms", "1e3"),
     ("limit", "1" + "0" * 30),
     ("limit", "0"),
     ("wait_for", "0:" + "9" * 400),
