@@ -19,7 +19,7 @@ from fastapi import Depends, Query, Request
 from pydantic import BeforeValidator
 
 from ingest_api.errors import ApiError
-from ingest_api.query_params import MAX_WAIT_MS, parse_wait_for
+from ingest_api.query_params import MAX_WAIT_MS, parse_wait_for, whole_number
 from logstream.stores.base import Position, ViewStore
 from logstream.topics import resolve_topics
 from logstream.view import View
@@ -39,18 +39,10 @@ WaitFor = Annotated[
 ]
 
 
-def _whole_number(value: object) -> object:
-    """`wait_ms` is an integer: pydantic's lax mode would also take `0.0` or `1e3` from a
-    query string (schemathesis found `wait_ms=0.0` answered 200)."""
-    if isinstance(value, str) and not value.isdigit():
-        raise ValueError("must be a whole number of milliseconds")
-    return value
-
-
 WaitMs = Annotated[
     int | None,
     Query(ge=0, le=MAX_WAIT_MS, description="longest wait for `wait_for`, ms"),
-    BeforeValidator(_whole_number),
+    BeforeValidator(whole_number),
 ]
 Positions = dict[tuple[str, int], Position]
 

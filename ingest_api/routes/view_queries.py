@@ -18,8 +18,9 @@ and FastAPI must see their parameter annotations (alias = the view's key name) a
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BeforeValidator
 
-from ingest_api.query_params import bad_param, parse_duration_param, parse_time_param
+from ingest_api.query_params import bad_param, parse_duration_param, parse_time_param, whole_number
 from ingest_api.read_waits import read_your_writes
 from ingest_api.routes.views import (
     answer,
@@ -123,7 +124,7 @@ def _endpoints(view: View) -> list[tuple[str, Any, str]]:
     def top(
         request: Request,
         by: Annotated[str, Query(description=by_doc)] = "count",
-        limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+        limit: Annotated[int, Query(ge=1, le=1000), BeforeValidator(whole_number)] = 10,
         since: Since = None,
         until: Until = None,
         series: Series = view.series[0],
@@ -158,7 +159,7 @@ def _endpoints(view: View) -> list[tuple[str, Any, str]]:
         until: Annotated[
             str, Query(description="RFC 3339 or epoch ms (exclusive; widened to whole windows)")
         ],
-        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+        limit: Annotated[int, Query(ge=1, le=10_000), BeforeValidator(whole_number)] = 100,
         cursor: Annotated[str | None, Query(description="next_cursor of the last page")] = None,
         series: Series = view.series[0],
     ) -> dict[str, Any]:

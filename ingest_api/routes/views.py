@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BeforeValidator
 
 from consumers import likes_by_url as by_url
 from consumers import likes_by_user as by_user
 from consumers import likes_by_window as by_window
-from ingest_api.query_params import MAX_TIME_MS, bad_param, parse_time_param
+from ingest_api.query_params import MAX_TIME_MS, bad_param, parse_time_param, whole_number
 from ingest_api.read_waits import read_your_writes
 from ingest_api.view_readers import ViewReaders
 from logstream.errors import LogstreamError
@@ -151,7 +152,7 @@ def likes_by_url(
 @router.get("/likes-by-url/top", dependencies=[read_your_writes(BY_URL)])
 def likes_by_url_top(
     request: Request,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+    limit: Annotated[int, Query(ge=1, le=1000), BeforeValidator(whole_number)] = 10,
     since: Annotated[str | None, Query(description="RFC 3339 or epoch ms (inclusive)")] = None,
     until: Annotated[str | None, Query(description="RFC 3339 or epoch ms (exclusive)")] = None,
 ) -> dict[str, Any]:
@@ -214,7 +215,7 @@ def likes_by_window(
     since: Annotated[str, Query(description="RFC 3339 or epoch ms (inclusive)")],
     until: Annotated[str, Query(description="RFC 3339 or epoch ms (exclusive)")],
     url: Annotated[str | None, Query(min_length=1, max_length=2048)] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=10_000), BeforeValidator(whole_number)] = 100,
     cursor: str | None = None,
 ) -> dict[str, Any]:
     """Tumbling-window counts in time order, windows aligned to the UTC epoch; without

@@ -44,6 +44,7 @@ HOSTILE = [
     ("wait_ms", "1e3"),
     ("limit", "1" + "0" * 30),
     ("limit", "0"),
+    ("limit", "1.0"),
     ("wait_for", "0:" + "9" * 400),
     ("wait_for", "x:²:1"),
     ("size", "999999999999d"),  # a window ending past year 9999
