@@ -41,12 +41,17 @@ def bad_param(name: str, message: str) -> ApiError:
     )
 
 
+def _is_ascii_digits(value: str) -> bool:
+    """Only 0-9: not "²" or "٣", which str.isdigit takes too."""
+    return value.isascii() and value.isdigit()
+
+
 def parse_time_param(name: str, value: str | None) -> int | None:
     """Epoch ms from `2024-05-01T12:00:00Z` or `1714564800000`; None when absent."""
     if value is None:
         return None
     raw: object = value
-    if value.isascii() and value.isdigit():  # not "²" or "٣": str.isdigit takes those too
+    if _is_ascii_digits(value):
         if len(value) > 16:  # also keeps int() far from its 4,300-digit refusal
             raise bad_param(name, f"{value[:20]}... is out of range (epoch ms up to year 9999)")
         raw = int(value)
@@ -97,6 +102,6 @@ def whole_number(value: object) -> object:
     """An integer query parameter's check (`BeforeValidator`, after its `Query`): pydantic's
     lax mode would also take `1.0` or `1e3` from a query string (schemathesis found
     `wait_ms=0.0` answered 200)."""
-    if isinstance(value, str) and not value.isdigit():
+    if isinstance(value, str) and not _is_ascii_digits(value):
         raise ValueError("must be a whole number")
     return value
