@@ -235,7 +235,7 @@ class IngestMetrics:
         tally, self._tally = self._tally, RequestTally()
         for route in self._routes.values():
             histogram = route.latency
-            count = sum(histogram[:-1])
+            count = int(sum(histogram[:-1]))  # the bucket counts: whole numbers
             if not count:
                 continue
             route.latency = new_histogram()
