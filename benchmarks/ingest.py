@@ -3,11 +3,14 @@
 Measures, in one run and on the same server settings (uvicorn, 1 worker unless `--workers N`,
 no access log; metrics on in the likes server, as `LOGSTREAM_METRICS` says in the others):
 - single-event POST /v1/events/likes: requests/s, p50/p99 latency at concurrency 32 and 128;
-- the same against a second ingest server with metrics off (`LOGSTREAM_METRICS=false`): what
-  metrics cost, measured in the same turns (target: metrics on within 5 % of off, for single
-  events and batches). The metrics-on server is scraped (`GET /metrics`) every
-  `--scrape-interval` seconds of its load, by default as often as the Prometheus we ship
-  scrapes it (`deploy/prometheus/prometheus.yml`, 15 s), the first scrape in its first turn;
+- the same against ingest servers with metrics off (`LOGSTREAM_METRICS=false`): what metrics
+  cost, measured in the same turns (target: metrics on within 5 % of off, for single events
+  and batches). Each side is `--replicas` server processes (2), each measured `--duration`
+  seconds: identical processes differ by 1-3 % among themselves, as much as metrics may
+  cost, so one process a side would measure the processes as much as the metrics. Every
+  metrics-on server is scraped (`GET /metrics`) every `--scrape-interval` seconds of its
+  load, by default as often as the Prometheus we ship scrapes it
+  (`deploy/prometheus/prometheus.yml`, 15 s), the first scrape in its first turn;
 - the same against a no-op FastAPI POST endpoint (reads the body, answers 202): the
   framework's ceiling;
 - the same for a generic event type that exists only as a schema file,
@@ -66,6 +69,9 @@ BATCH_SIZE = 1000
 KEEP_ALIVE_SAFE_S = 3.0  # reconnect a target idle this long (servers close idle ones at 5 s)
 BATCH_ROUND_S = 4.0  # batches and the raw loop alternate in rounds of at least this long
 SERVERS = ("noop", "ingest", "generic", "metrics_off")
+# The metrics comparison runs each side as several processes (`--replicas`): identical server
+# processes differ by 1-3 % among themselves (measured), as much as metrics may cost.
+REPLICATED = ("ingest", "metrics_off")
 AUTH_KEYS_ENV = "LOGSTREAM_BENCH_AUTH_KEYS_FILE"  # set for the child processes by --auth
 AUTH_TOKEN_ENV = "LOGSTREAM_BENCH_AUTH_TOKEN"
 SCRAPE_TOKEN_ENV = "LOGSTREAM_BENCH_SCRAPE_TOKEN"  # an admin key: what a Prometheus server holds
@@ -95,6 +101,20 @@ def page_view(i: int) -> dict[str, Any]:
 
 def event_body(kind: str, i: int) -> dict[str, Any]:
     return page_view(i) if kind == "generic" else like(i)
+
+
+def kind_of(target: str) -> str:
+    """A target's server kind: `ingest#2` (a replica's name) is an `ingest` server."""
+    return target.split("#", 1)[0]
+
+
+def target_names(replicas: int) -> list[str]:
+    """Every server process to start: one per kind, `replicas` per kind of `REPLICATED`."""
+    return [
+        f"{kind}#{n}" if kind in REPLICATED else kind
+        for kind in SERVERS
+        for n in range(1, (replicas if kind in REPLICATED else 1) + 1)
+    ]
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -335,19 +355,20 @@ def load_main(
 
     parsed: list[_Target] = []
     for name, port in (t.split("=") for t in targets):
+        kind = kind_of(name)
         if mode == "batch":
-            path = PATHS[name] + "/batch"
+            path = PATHS[kind] + "/batch"
             bodies = [
                 json.dumps(
-                    [event_body(name, b * BATCH_SIZE + i) for i in range(BATCH_SIZE)]
+                    [event_body(kind, b * BATCH_SIZE + i) for i in range(BATCH_SIZE)]
                 ).encode()
                 for b in range(8)
             ]
         else:
-            path = PATHS[name]
-            bodies = [json.dumps(event_body(name, i)).encode() for i in range(URLS)]
+            path = PATHS[kind]
+            bodies = [json.dumps(event_body(kind, i)).encode() for i in range(URLS)]
         target = _Target(name, int(port), _requests(path, bodies))
-        if name == "ingest":  # the server with metrics on (unless LOGSTREAM_METRICS=false)
+        if kind == "ingest":  # a server with metrics on (unless LOGSTREAM_METRICS=false)
             target.scrape_every_s = scrape_every_s
         parsed.append(target)
     result = uvloop.run(_load(parsed, concurrency, warmup, duration, slice_s))
@@ -363,7 +384,7 @@ def run_load(
     slice_s: float,
     scrape_every_s: float = 0.0,
 ) -> dict[str, Any]:
-    """Measure `targets` (name -> port) interleaved, in a load-generator process; the
+    """Measure `targets` (name -> port) interleaved, in a load-generator process; every
     "ingest" target is scraped every `scrape_every_s` seconds of its load (0: never)."""
     argv = [sys.executable, __file__, "--load", mode]
     argv += [f"--target={name}={port}" for name, port in targets.items()]
@@ -509,6 +530,7 @@ def orchestrate(
     broker_warmup: float,
     workers: int,
     scrape_every_s: float,
+    replicas: int,
 ) -> Any:
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
@@ -519,6 +541,7 @@ def orchestrate(
             "broker_warmup_s": broker_warmup,
             "batch_size": BATCH_SIZE,
             "ingest_workers": workers,
+            "replicas": replicas,
             "scrape_interval_s": scrape_every_s,
             "metrics": os.environ.get("LOGSTREAM_METRICS", "true"),
             "auth": AUTH_TOKEN_ENV in os.environ,
@@ -533,7 +556,8 @@ def orchestrate(
         print(f"warming the broker up ({broker_warmup:g} s) ...", file=sys.stderr)
         run_raw(bootstrap, topic, 0.0, broker_warmup)
         ports = {
-            kind: stack.enter_context(server(kind, bootstrap, topic, workers)) for kind in SERVERS
+            name: stack.enter_context(server(kind_of(name), bootstrap, topic, workers))
+            for name in target_names(replicas)
         }
         for concurrency in (32, 128):
             print(f"single events, c={concurrency}, interleaved ...", file=sys.stderr)
@@ -541,26 +565,23 @@ def orchestrate(
                 ports, "single", concurrency, warmup, duration, slice_s, scrape_every_s
             )
             for kind in SERVERS:
-                results[f"{kind}_single_c{concurrency}"] = measured[kind]
+                results[f"{kind}_single_c{concurrency}"] = _merge(_parts(measured, kind))
         # Batches and the raw loop alternate in rounds, for the same reason.
         rounds = max(1, round(duration / max(slice_s, BATCH_ROUND_S)))
-        batch_parts: list[dict[str, Any]] = []
-        generic_parts: list[dict[str, Any]] = []
-        off_parts: list[dict[str, Any]] = []
+        batch_parts: dict[str, list[dict[str, Any]]] = {k: [] for k in SERVERS if k != "noop"}
         raw_parts: list[dict[str, Any]] = []
+        servers = {name: port for name, port in ports.items() if kind_of(name) in batch_parts}
+        turns = len(balanced_orders(len(servers)))
         for r in range(rounds):
             print(f"batches and raw loop, round {r + 1}/{rounds} ...", file=sys.stderr)
             part = duration / rounds
-            servers = {kind: ports[kind] for kind in ("ingest", "generic", "metrics_off")}
-            # Six turns: every balanced order of three servers once.
-            measured = run_load(servers, "batch", 4, warmup, part, part / 6, scrape_every_s)
-            batch_parts.append(measured["ingest"])
-            generic_parts.append(measured["generic"])
-            off_parts.append(measured["metrics_off"])
+            # Every balanced order of the servers once per round.
+            measured = run_load(servers, "batch", 4, warmup, part, part / turns, scrape_every_s)
+            for kind, parts in batch_parts.items():
+                parts.extend(_parts(measured, kind))
             raw_parts.append(run_raw(bootstrap, topic, warmup, part))
-        results["ingest_batch_1000"] = _merge_batches(batch_parts)
-        results["generic_batch_1000"] = _merge_batches(generic_parts)
-        results["metrics_off_batch_1000"] = _merge_batches(off_parts)
+        for kind, parts in batch_parts.items():
+            results[f"{kind}_batch_1000"] = _merge(parts, BATCH_SIZE)
         raw_seconds = sum(p["seconds"] for p in raw_parts)
         results["raw_produce_loop"] = {
             "events_per_s": sum(p["events"] for p in raw_parts) / raw_seconds,
@@ -597,19 +618,32 @@ def _server_vs_server(
     return ratios
 
 
-def _merge_batches(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """One summary of several batch rounds (percentiles: the median round's)."""
+def _parts(measured: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """What one load run measured of `kind`'s servers (its replicas)."""
+    return [summary for name, summary in measured.items() if kind_of(name) == kind]
+
+
+def _merge(parts: list[dict[str, Any]], events_per_request: int = 1) -> dict[str, Any]:
+    """One summary of several measurements of a kind (its replicas, its batch rounds): the
+    rate of all of them together; percentiles: the median part's; each part's own rate."""
     seconds = sum(p["seconds"] for p in parts)
     ok = sum(p["ok"] for p in parts)
     middle = sorted(parts, key=lambda p: p["p50_ms"])[len(parts) // 2]
+    statuses: dict[str, int] = {}
+    for part in parts:
+        for status, count in part["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + count
     return {
         "requests": sum(p["requests"] for p in parts),
         "ok": ok,
+        "statuses": statuses,
         "seconds": seconds,
         "requests_per_s": ok / seconds,
-        "events_per_s": ok * BATCH_SIZE / seconds,
+        "events_per_s": ok * events_per_request / seconds,
         "p50_ms": middle["p50_ms"],
         "p99_ms": middle["p99_ms"],
+        "scrapes": sum(p["scrapes"] for p in parts),
+        "part_rates": [p["ok"] / p["seconds"] for p in parts],
     }
 
 
@@ -678,6 +712,13 @@ def main() -> None:
         "--workers", type=int, default=1, help="ingest server worker processes (logstream ingest)"
     )
     parser.add_argument(
+        "--replicas",
+        type=int,
+        default=2,
+        help="server processes per side of the metrics on/off comparison (each measured "
+        "--duration seconds)",
+    )
+    parser.add_argument(
         "--scrape-interval",
         type=float,
         default=None,
@@ -723,6 +764,7 @@ def main() -> None:
             args.broker_warmup,
             args.workers,
             shipped_scrape_interval() if args.scrape_interval is None else args.scrape_interval,
+            args.replicas,
         )
         print(json.dumps(results, indent=2))
         print(table(results))

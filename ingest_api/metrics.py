@@ -63,8 +63,8 @@ class RouteTally:
     route, None for every other route (and for a path whose type is read per request).
     `accepts_one`: the event type when each request accepted exactly one event (a known
     type's single-event route, answered 2xx), which the fold counts from the requests; the
-    request path then skips `_count_events` (`count_events` is false), the largest part of
-    what metrics cost a single-event write (measured: about 4 us of 6 in the server)."""
+    request path then skips `_count_events` (`count_events` is false), about half of
+    what metrics cost a single-event write (measured: 4.6 of 9.3 us of CPU per request)."""
 
     __slots__ = (
         "accepts_one",

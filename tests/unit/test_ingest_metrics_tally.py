@@ -104,6 +104,10 @@ class LikesRoute:
     path = "/v1/events/likes"
 
 
+class LikesBatchRoute:
+    path = "/v1/events/likes/batch"
+
+
 class CatchAllRoute:
     path = "/v1/events/{event_type}/batch"
 
@@ -114,10 +118,14 @@ class StatusRoute:
 
 def test_each_route_key_counts_its_own_requests_and_events() -> None:
     """Requests are tallied per (route, method, status): every key keeps its own counts, a
-    known type's route names its type, the catch-all's 404 counts as `unknown`."""
+    known type's route names its type, the catch-all's 404 counts as `unknown`; a single
+    event's 2xx accepts one event, a batch's what it wrote."""
     registry = CollectorRegistry()
     metrics = IngestMetrics(registry)
     likes, catch_all, status_route = LikesRoute(), CatchAllRoute(), StatusRoute()
+    batch = {"route": LikesBatchRoute(), "method": "POST", "path": "/v1/events/likes/batch"}
+    for _ in range(2):
+        metrics.observe_request({**batch, "state": {"events_written": 7}}, 202, 0.01)
     sent = [
         ({"route": likes, "method": "POST", "path": "/v1/events/likes"}, 202),
         ({"route": likes, "method": "POST", "path": "/v1/events/likes"}, 422),
@@ -148,7 +156,7 @@ def test_each_route_key_counts_its_own_requests_and_events() -> None:
     accepted = registry.get_sample_value(
         "logstream_ingest_events_accepted_total", {"event_type": "likes"}
     )
-    assert accepted == 5
+    assert accepted == 5 + 2 * 7
     rejected = {
         (s.labels["event_type"], s.labels["reason"]): s.value
         for family in registry.collect()
