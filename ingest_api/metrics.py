@@ -191,6 +191,17 @@ class IngestMetrics:
         self.observe_ack: Callable[[float], None] = self._ack_seconds.append
 
     def observe_request(self, scope: Scope, status: int, seconds: float) -> None:
+        # Keyed by the request's own method: a known method's tally is found at once; any
+        # other token finds none and takes `_tally_of`'s path every time (keys stay bounded).
+        route = self._routes.get((id(scope.get("route")), scope.get("method", ""), status))
+        if route is None:
+            route = self._tally_of(scope, status)
+        tally_observation(route.latency, seconds)
+        if route.count_events:
+            self._count_events(route, scope)
+
+    def _tally_of(self, scope: Scope, status: int) -> RouteTally:
+        """The tally of a request's (route, method, status), made on the key's first request."""
         method = scope.get("method", "")
         if method not in METHODS:  # any token is a valid method: keep the label bounded
             method = "other"
@@ -199,9 +210,7 @@ class IngestMetrics:
         route = self._routes.get(key)
         if route is None:
             route = self._routes[key] = RouteTally(matched, method, status)
-        tally_observation(route.latency, seconds)
-        if route.count_events:
-            self._count_events(route, scope)
+        return route
 
     def _count_events(self, route: RouteTally, scope: Scope) -> None:
         """A write's events: accepted, rejected (by reason) and, for a 503, its cause."""

@@ -165,3 +165,22 @@ def test_each_route_key_counts_its_own_requests_and_events() -> None:
         if s.name.endswith("_total")
     }
     assert rejected == {("likes", "validation_failed"): 2, ("unknown", "unknown_event_type"): 3}
+
+
+def test_any_method_token_counts_as_other_and_keeps_the_tallies_bounded() -> None:
+    """Any token is a valid HTTP method: unknown ones share one `other` tally, and sending
+    many distinct ones must not grow the server's memory."""
+    registry = CollectorRegistry()
+    metrics = IngestMetrics(registry)
+    for n in range(500):
+        metrics.observe_request({"route": None, "method": f"X{n}", "state": {}}, 405, 0.001)
+        metrics.observe_request({"route": None, "method": "GET", "state": {}}, 404, 0.001)
+    metrics.fold()
+
+    def requests(method: str, code: str) -> float | None:
+        labels = {"route": "unmatched", "method": method, "status": code}
+        return registry.get_sample_value("logstream_http_requests_total", labels)
+
+    assert requests("other", "405") == 500
+    assert requests("GET", "404") == 500
+    assert len(metrics._routes) == 2  # one tally per (route, method label, status)
