@@ -644,6 +644,7 @@ def _merge(parts: list[dict[str, Any]], events_per_request: int = 1) -> dict[str
         "p99_ms": middle["p99_ms"],
         "scrapes": sum(p["scrapes"] for p in parts),
         "part_rates": [p["ok"] / p["seconds"] for p in parts],
+        "slice_rates": [rate for p in parts for rate in p["slice_rates"]],  # part by part
     }
 
 
