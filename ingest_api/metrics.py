@@ -242,6 +242,12 @@ class IngestMetrics:
         """Add what was tallied since the last fold to the Prometheus objects (on the event
         loop: the tally is only ever touched there)."""
         tally, self._tally = self._tally, RequestTally()
+        # The acks first, into a histogram: a fold that fails below (a full disk under the
+        # multiprocess files) must not leave the list to grow.
+        ack, acks = new_histogram(), self._ack_seconds[:]
+        del self._ack_seconds[: len(acks)]  # keeps one appended meanwhile (another thread's loop)
+        for seconds in acks:
+            tally_observation(ack, seconds)
         for route in self._routes.values():
             histogram = route.latency
             count = int(sum(histogram[:-1]))  # the bucket counts: whole numbers
@@ -259,10 +265,6 @@ class IngestMetrics:
             self.rejected.labels(event_type, reason).inc(count)
         for cause, count in tally.unavailable.items():
             self.unavailable.labels(cause).inc(count)
-        ack, acks = new_histogram(), self._ack_seconds[:]
-        del self._ack_seconds[: len(acks)]  # keeps one appended meanwhile (another thread's loop)
-        for seconds in acks:
-            tally_observation(ack, seconds)
         add_observations(self.ack, ack)
 
 
