@@ -320,8 +320,10 @@ async def _load(
 
     for target in targets:  # warm each server (and the broker behind it) up
         await run_slice(target, warmup, measured=False)
-    rounds = max(1, round(duration / slice_s))
     orders = balanced_orders(len(targets))
+    rounds = max(1, round(duration / slice_s))
+    if rounds >= len(orders):  # every order equally often
+        rounds = math.ceil(rounds / len(orders)) * len(orders)
     for r in range(rounds):
         for index in orders[r % len(orders)]:
             await run_slice(targets[index], duration / rounds, measured=True)
@@ -625,7 +627,8 @@ def _parts(measured: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 
 def _merge(parts: list[dict[str, Any]], events_per_request: int = 1) -> dict[str, Any]:
     """One summary of several measurements of a kind (its replicas, its batch rounds): the
-    rate of all of them together; percentiles: the median part's; each part's own rate."""
+    rate of all of them together; percentiles: the median part's (of two, the slower by
+    p50); each part's own rate (a replica's, or a replica's in one batch round)."""
     seconds = sum(p["seconds"] for p in parts)
     ok = sum(p["ok"] for p in parts)
     middle = sorted(parts, key=lambda p: p["p50_ms"])[len(parts) // 2]
@@ -741,6 +744,8 @@ def main() -> None:
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.replicas < 1:
+        parser.error("--replicas must be at least 1")
     if args.serve:
         serve(args.serve, args.port, args.bootstrap, args.topic)
     elif args.load:
