@@ -37,8 +37,6 @@ WaitFor = Annotated[
         description="`partition:offset` returned by ingest; wait until the view applied it",
     ),
 ]
-
-
 WaitMs = Annotated[
     int | None,
     Query(ge=0, le=MAX_WAIT_MS, description="longest wait for `wait_for`, ms"),
