@@ -59,8 +59,9 @@ import urllib.request
 import uuid
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import psutil
 from _common import REPO, free_port_block  # also puts the repo on sys.path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -157,6 +158,14 @@ def serve(kind: str, port: int, bootstrap: str, topic: str) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
 
 
+class Served(NamedTuple):
+    """A server process the benchmark started: where it listens, and its process id (its
+    CPU time is read, with its workers', around every measured turn)."""
+
+    port: int
+    pid: int
+
+
 @contextmanager
 def server(kind: str, bootstrap: str, topic: str, workers: int = 1) -> Any:
     port = free_port_block(1)
@@ -185,7 +194,7 @@ def server(kind: str, bootstrap: str, topic: str, workers: int = 1) -> Any:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{kind} server did not start") from None
                 time.sleep(0.2)
-        yield port
+        yield Served(port, proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -207,9 +216,12 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 class _Target:
     """One server under load: its keep-alive connections and what was measured against it."""
 
-    def __init__(self, name: str, port: int, requests: list[bytes]) -> None:
+    def __init__(self, name: str, port: int, pid: int, requests: list[bytes]) -> None:
         self.name = name
         self.port = port
+        self.pid = pid
+        self.processes: list[psutil.Process] = []  # the server's and its workers'
+        self.cpu_s = 0.0  # the server's CPU time (all its threads) in measured turns
         self.requests = requests  # raw HTTP requests, sent in turn
         self.connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.latencies: list[float] = []
@@ -222,6 +234,13 @@ class _Target:
 
     def answered_ok(self) -> int:
         return sum(count for status, count in self.statuses.items() if 200 <= status < 300)
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server has used so far, user and system, its workers' included."""
+        if not self.processes:  # its workers are up once it answered
+            main = psutil.Process(self.pid)
+            self.processes = [main, *main.children(recursive=True)]
+        return sum(sum(p.cpu_times()[:2]) for p in self.processes)
 
     def summary(self) -> dict[str, Any]:
         self.latencies.sort()
@@ -236,6 +255,7 @@ class _Target:
             "p99_ms": percentile(self.latencies, 0.99) * 1000,
             "scrapes": self.scrapes,
             "slice_rates": self.slice_rates,
+            "cpu_s": self.cpu_s,
         }
 
     async def scrape(self) -> None:
@@ -306,6 +326,7 @@ async def _load(
     async def run_slice(target: _Target, seconds: float, measured: bool) -> None:
         if clock() - target.idle_since > KEEP_ALIVE_SAFE_S:
             await connect(target)
+        cpu_before = target.cpu_seconds() if measured else 0.0
         start, ok_before = clock(), target.answered_ok()
         work = [worker(target, n, start + seconds, measured) for n in range(concurrency)]
         # Scrapes fall due by the target's own measured time, so their cost lands on it.
@@ -317,6 +338,7 @@ async def _load(
         if measured:
             target.busy_s += clock() - start
             target.slice_rates.append((target.answered_ok() - ok_before) / (clock() - start))
+            target.cpu_s += target.cpu_seconds() - cpu_before
 
     for target in targets:  # warm each server (and the broker behind it) up
         await run_slice(target, warmup, measured=False)
@@ -356,7 +378,7 @@ def load_main(
     import uvloop
 
     parsed: list[_Target] = []
-    for name, port in (t.split("=") for t in targets):
+    for name, port, pid in (t.split("=") for t in targets):
         kind = kind_of(name)
         if mode == "batch":
             path = PATHS[kind] + "/batch"
@@ -369,7 +391,7 @@ def load_main(
         else:
             path = PATHS[kind]
             bodies = [json.dumps(event_body(kind, i)).encode() for i in range(URLS)]
-        target = _Target(name, int(port), _requests(path, bodies))
+        target = _Target(name, int(port), int(pid), _requests(path, bodies))
         if kind == "ingest":  # a server with metrics on (unless LOGSTREAM_METRICS=false)
             target.scrape_every_s = scrape_every_s
         parsed.append(target)
@@ -378,7 +400,7 @@ def load_main(
 
 
 def run_load(
-    targets: dict[str, int],
+    targets: dict[str, Served],
     mode: str,
     concurrency: int,
     warmup: float,
@@ -386,10 +408,10 @@ def run_load(
     slice_s: float,
     scrape_every_s: float = 0.0,
 ) -> dict[str, Any]:
-    """Measure `targets` (name -> port) interleaved, in a load-generator process; every
+    """Measure `targets` (name -> server) interleaved, in a load-generator process; every
     "ingest" target is scraped every `scrape_every_s` seconds of its load (0: never)."""
     argv = [sys.executable, __file__, "--load", mode]
-    argv += [f"--target={name}={port}" for name, port in targets.items()]
+    argv += [f"--target={name}={port}={pid}" for name, (port, pid) in targets.items()]
     argv += ["--concurrency", str(concurrency), "--warmup", str(warmup)]
     argv += ["--duration", str(duration), "--slice", str(slice_s)]
     argv += ["--scrape-interval", str(scrape_every_s)]
@@ -557,14 +579,14 @@ def orchestrate(
         # has been serving for a while, or the first measurement pays for the JIT.
         print(f"warming the broker up ({broker_warmup:g} s) ...", file=sys.stderr)
         run_raw(bootstrap, topic, 0.0, broker_warmup)
-        ports = {
+        servers = {
             name: stack.enter_context(server(kind_of(name), bootstrap, topic, workers))
             for name in target_names(replicas)
         }
         for concurrency in (32, 128):
             print(f"single events, c={concurrency}, interleaved ...", file=sys.stderr)
             measured = run_load(
-                ports, "single", concurrency, warmup, duration, slice_s, scrape_every_s
+                servers, "single", concurrency, warmup, duration, slice_s, scrape_every_s
             )
             for kind in SERVERS:
                 results[f"{kind}_single_c{concurrency}"] = _merge(_parts(measured, kind))
@@ -572,13 +594,13 @@ def orchestrate(
         rounds = max(1, round(duration / max(slice_s, BATCH_ROUND_S)))
         batch_parts: dict[str, list[dict[str, Any]]] = {k: [] for k in SERVERS if k != "noop"}
         raw_parts: list[dict[str, Any]] = []
-        servers = {name: port for name, port in ports.items() if kind_of(name) in batch_parts}
-        turns = len(balanced_orders(len(servers)))
+        batching = {name: s for name, s in servers.items() if kind_of(name) in batch_parts}
+        turns = len(balanced_orders(len(batching)))
         for r in range(rounds):
             print(f"batches and raw loop, round {r + 1}/{rounds} ...", file=sys.stderr)
             part = duration / rounds
             # Every balanced order of the servers once per round.
-            measured = run_load(servers, "batch", 4, warmup, part, part / turns, scrape_every_s)
+            measured = run_load(batching, "batch", 4, warmup, part, part / turns, scrape_every_s)
             for kind, parts in batch_parts.items():
                 parts.extend(_parts(measured, kind))
             raw_parts.append(run_raw(bootstrap, topic, warmup, part))
@@ -599,25 +621,34 @@ def orchestrate(
     )
     ratios |= _server_vs_server(results, "generic", "ingest", "generic_{}_vs_likes")
     ratios |= _server_vs_server(results, "ingest", "metrics_off", "metrics_on_vs_off_{}")
+    ratios |= _server_vs_server(
+        results, "ingest", "metrics_off", "metrics_on_vs_off_cpu_{}", "requests_per_cpu_s"
+    )
     results["ratios"] = ratios
     return results
 
 
 def _server_vs_server(
-    results: dict[str, Any], kind: str, baseline: str, name: str
+    results: dict[str, Any],
+    kind: str,
+    baseline: str,
+    name: str,
+    measure: str = "requests_per_s",
 ) -> dict[str, float]:
-    """`kind`'s rates over `baseline`'s, for single events at c=32 and c=128 and for
-    batches, named `name` with `single_c32`, `single_c128` or `batch` filled in."""
-    ratios = {
-        name.format(f"single_c{c}"): results[f"{kind}_single_c{c}"]["requests_per_s"]
-        / results[f"{baseline}_single_c{c}"]["requests_per_s"]
-        for c in (32, 128)
+    """`kind`'s `measure` (a rate: more is better) over `baseline`'s, for single events at
+    c=32 and c=128 and for batches, named `name` with `single_c32`, `single_c128` or
+    `batch` filled in."""
+    settings = [f"single_c{c}" for c in (32, 128)] + ["batch"]
+    return {
+        name.format(setting): results[f"{kind}_{_measured(setting)}"][measure]
+        / results[f"{baseline}_{_measured(setting)}"][measure]
+        for setting in settings
     }
-    ratios[name.format("batch")] = (
-        results[f"{kind}_batch_1000"]["events_per_s"]
-        / results[f"{baseline}_batch_1000"]["events_per_s"]
-    )
-    return ratios
+
+
+def _measured(setting: str) -> str:
+    """The key of a setting's summaries: `batch` is measured as `batch_1000`."""
+    return f"batch_{BATCH_SIZE}" if setting == "batch" else setting
 
 
 def _parts(measured: dict[str, Any], kind: str) -> list[dict[str, Any]]:
@@ -631,6 +662,7 @@ def _merge(parts: list[dict[str, Any]], events_per_request: int = 1) -> dict[str
     p50); each part's own rate (a replica's, or a replica's in one batch round)."""
     seconds = sum(p["seconds"] for p in parts)
     ok = sum(p["ok"] for p in parts)
+    cpu_s = sum(p["cpu_s"] for p in parts)
     middle = sorted(parts, key=lambda p: p["p50_ms"])[len(parts) // 2]
     statuses: dict[str, int] = {}
     for part in parts:
@@ -648,11 +680,16 @@ def _merge(parts: list[dict[str, Any]], events_per_request: int = 1) -> dict[str
         "scrapes": sum(p["scrapes"] for p in parts),
         "part_rates": [p["ok"] / p["seconds"] for p in parts],
         "slice_rates": [rate for p in parts for rate in p["slice_rates"]],  # part by part
+        "cpu_s": cpu_s,
+        # The server's own cost, which the machine's scheduling does not blur: requests
+        # answered per second of its CPU time (all its threads), and its inverse.
+        "requests_per_cpu_s": ok / cpu_s if cpu_s else 0.0,
+        "cpu_us_per_request": cpu_s / ok * 1e6 if ok else 0.0,
     }
 
 
 def table(r: dict[str, Any]) -> str:
-    rows = [("measurement", "rate", "p50 ms", "p99 ms")]
+    rows = [("measurement", "rate", "p50 ms", "p99 ms", "cpu us/request")]
     for key in (
         "noop_single_c32",
         "ingest_single_c32",
@@ -665,7 +702,13 @@ def table(r: dict[str, Any]) -> str:
     ):
         m = r[key]
         rows.append(
-            (key, f"{m['requests_per_s']:,.0f} req/s", f"{m['p50_ms']:.1f}", f"{m['p99_ms']:.1f}")
+            (
+                key,
+                f"{m['requests_per_s']:,.0f} req/s",
+                f"{m['p50_ms']:.1f}",
+                f"{m['p99_ms']:.1f}",
+                f"{m['cpu_us_per_request']:,.1f}",
+            )
         )
     for key in ("ingest_batch_1000", "metrics_off_batch_1000", "generic_batch_1000"):
         b = r[key]
@@ -675,12 +718,13 @@ def table(r: dict[str, Any]) -> str:
                 f"{b['events_per_s']:,.0f} ev/s",
                 f"{b['p50_ms']:.1f}",
                 f"{b['p99_ms']:.1f}",
+                f"{b['cpu_us_per_request']:,.0f}",
             )
         )
     rows.append(
-        ("raw_produce_loop", f"{r['raw_produce_loop']['events_per_s']:,.0f} ev/s", "-", "-")
+        ("raw_produce_loop", f"{r['raw_produce_loop']['events_per_s']:,.0f} ev/s", "-", "-", "-")
     )
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
     targets = {
         "single_c32_vs_noop": 0.6,
@@ -692,6 +736,9 @@ def table(r: dict[str, Any]) -> str:
         "metrics_on_vs_off_single_c32": 0.95,
         "metrics_on_vs_off_single_c128": 0.95,
         "metrics_on_vs_off_batch": 0.95,
+        "metrics_on_vs_off_cpu_single_c32": 0.95,
+        "metrics_on_vs_off_cpu_single_c128": 0.95,
+        "metrics_on_vs_off_cpu_batch": 0.95,
     }
     lines.append("")
     for name, value in r["ratios"].items():
