@@ -23,6 +23,14 @@ no access log; metrics on in the likes server, as `LOGSTREAM_METRICS` says in th
 Prints a JSON document and a table with the ratios against the targets (single >= 60% of
 no-op, batch >= 50% of raw loop).
 
+CPU: the load generator reads each server's CPU time (user and system, every thread, its
+workers' too) before and after each of its measured turns, so every summary also has
+`cpu_us_per_request` and `requests_per_cpu_s`. The metrics cost is printed both ways:
+`metrics_on_vs_off_*` compares rates, `metrics_on_vs_off_cpu_*` requests per CPU-second.
+Why both: a rate also moves with what the broker and the generator do on the same two cores
+(one 1-s turn by ~5 %, a whole run's ratio by about ±2 % from run to run); the CPU time a
+server spends per request is its own cost, and says whether a gap in rate is the server's.
+
 Fairness on a small shared machine, where the speed of a core drifts by tens of percent
 from one minute to the next:
 - each measurement and its baseline alternate in short turns (`--slice`, 1 s: the no-op and
