@@ -689,8 +689,8 @@ def _merge(parts: list[dict[str, Any]], events_per_request: int = 1) -> dict[str
         "part_rates": [p["ok"] / p["seconds"] for p in parts],
         "slice_rates": [rate for p in parts for rate in p["slice_rates"]],  # part by part
         "cpu_s": cpu_s,
-        # The server's own cost, which the machine's scheduling does not blur: requests
-        # answered per second of its CPU time (all its threads), and its inverse.
+        # The server's own cost, less blurred by the cores it shares than its rate is:
+        # requests answered per second of its CPU time (all its threads), and the inverse.
         "requests_per_cpu_s": ok / cpu_s if cpu_s else 0.0,
         "cpu_us_per_request": cpu_s / ok * 1e6 if ok else 0.0,
     }
