@@ -76,6 +76,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 BATCH_SIZE = 1000
+# A ratio's setting -> the key of its summaries. A batch's ratio of requests per second is
+# that of events per second (1,000 events a request).
+RATIO_SETTINGS = {"single_c32": "single_c32", "single_c128": "single_c128", "batch": "batch_1000"}
 KEEP_ALIVE_SAFE_S = 3.0  # reconnect a target idle this long (servers close idle ones at 5 s)
 BATCH_ROUND_S = 4.0  # batches and the raw loop alternate in rounds of at least this long
 SERVERS = ("noop", "ingest", "generic", "metrics_off")
@@ -661,18 +664,11 @@ def _server_vs_server(
     """`kind`'s `measure` (a rate: more is better) over `baseline`'s, for single events at
     c=32 and c=128 and for batches, named `name` with `single_c32`, `single_c128` or
     `batch` filled in."""
-    settings = [f"single_c{c}" for c in (32, 128)] + ["batch"]
     return {
-        name.format(setting): results[f"{kind}_{_measured(setting)}"][measure]
-        / results[f"{baseline}_{_measured(setting)}"][measure]
-        for setting in settings
+        name.format(setting): results[f"{kind}_{key}"][measure]
+        / results[f"{baseline}_{key}"][measure]
+        for setting, key in RATIO_SETTINGS.items()
     }
-
-
-def _measured(setting: str) -> str:
-    """The key of a setting's summaries: `batch` is measured as `batch_1000` (its ratio of
-    requests per second equals that of events per second: 1,000 events a request)."""
-    return "batch_1000" if setting == "batch" else setting
 
 
 def _parts(measured: dict[str, Any], kind: str) -> list[dict[str, Any]]:
