@@ -187,6 +187,7 @@ class EventProducer:
         self._serving: asyncio.AbstractEventLoop | None = None  # set while poll() runs on it
         # Metrics hook: seconds from a send to the broker's acknowledgement, once per call
         # whose every message was acknowledged (a failed call is counted by its cause).
+        # Always called on the producer's own loop (`_report_ack`), so it needs no lock.
         self.on_ack: Callable[[float], None] | None = None
 
     # ----- lifecycle ------------------------------------------------------------------------
@@ -266,7 +267,7 @@ class EventProducer:
             finally:
                 timer.cancel()
         if self.on_ack is not None:
-            self.on_ack(loop.time() - started)
+            self._report_ack(loop, loop.time() - started)
         return result
 
     async def send_many(self, messages: Sequence[OutgoingMessage]) -> list[SendOutcome]:
@@ -311,8 +312,20 @@ class EventProducer:
             for i, outcome in enumerate(list(waiter.outcomes))
         ]
         if self.on_ack is not None and all(o.ok for o in outcomes):  # as send(): acks only
-            self.on_ack(loop.time() - (deadline - self.ack_timeout_s))
+            self._report_ack(loop, loop.time() - (deadline - self.ack_timeout_s))
         return outcomes
+
+    def _report_ack(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        """`on_ack(seconds)` on the producer's own loop: a send awaited on another thread's
+        loop hands it over rather than call it from that thread."""
+        on_ack, own = self.on_ack, self._loop
+        if on_ack is None:
+            return
+        if loop is own or own is None:
+            on_ack(seconds)
+        else:
+            with contextlib.suppress(RuntimeError):  # the producer's loop is closed
+                own.call_soon_threadsafe(on_ack, seconds)
 
     async def _enqueue(
         self,
