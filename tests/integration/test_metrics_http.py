@@ -130,3 +130,35 @@ def test_a_worker_that_stops_leaves_no_live_gauge_behind(
     files = {p.name.rsplit("_", 1)[0] for p in shared.glob("*.db")}
     assert "counter" in files  # it ran in multiprocess mode and counted its request
     assert "gauge_livesum" not in files, sorted(shared.iterdir())
+
+
+def test_single_event_answers_are_counted_by_the_status_sent(settings: Settings, make_topic: Any):
+    """Every answer the single-event path can give is counted under the status the client
+    got (the edge layer reads it off `send`)."""
+    topic = make_topic(3)
+    small = settings.model_copy(update={"ingest_max_body_bytes": 1024})
+    path = "/v1/events/likes"
+    sent: dict[tuple[str, str], int] = {}
+    with TestClient(create_app(small, topic_overrides={"like": topic})) as client:
+        before = request_counts(client)
+        answers = [
+            client.post(path, json={"url": "https://example.com/a", "user_id": "u1"}),
+            client.post(path, content=b"{not json", headers={"content-type": "application/json"}),
+            client.post(path, json={"url": "https://example.com/a"}),  # no user_id
+            client.post(path, content=b"url=a", headers={"content-type": "text/plain"}),
+            client.post(path, json={"url": "x" * 2000, "user_id": "u1"}),  # over 1,024 bytes
+            client.get(path),
+            client.post(path, json={"url": "https://example.com/b", "user_id": "u2"}),
+        ]
+        for response in answers:
+            key = (response.request.method, str(response.status_code))
+            sent[key] = sent.get(key, 0) + 1
+        after = request_counts(client)
+    counted = {
+        (method, status): after[(route, method, status)] - before.get((route, method, status), 0)
+        for route, method, status in after
+        if route == path
+    }
+    assert {k: v for k, v in counted.items() if v} == sent
+    assert set(sent) >= {("POST", s) for s in ("202", "400", "413", "415", "422")}
+    assert ("GET", "405") in sent
