@@ -46,6 +46,10 @@ the key's rate limits are set far above the load, so the access check and both t
 run on every request without refusing any. Compare a run with `--auth` to one without: the
 target is within 10 %.
 
+A/A: `--aa` runs both sides of the metrics comparison with metrics off (and scrapes neither):
+the same two kinds of process, the same turns, so its `metrics_on_vs_off_*` ratios are what
+the comparison moves by itself on this machine, the floor under which a gap is not metrics.
+
 Broker: LOGSTREAM_BENCH_BOOTSTRAP if set, else a private local broker on free ports with its
 data in a temporary folder (stopped at the end). Each server runs in its own process and the
 load generator in another (a small keep-alive HTTP/1.1 client on uvloop, so the generator costs
@@ -87,6 +91,7 @@ SERVERS = ("noop", "ingest", "generic", "metrics_off")
 REPLICATED = ("ingest", "metrics_off")
 AUTH_KEYS_ENV = "LOGSTREAM_BENCH_AUTH_KEYS_FILE"  # set for the child processes by --auth
 AUTH_TOKEN_ENV = "LOGSTREAM_BENCH_AUTH_TOKEN"
+AA_ENV = "LOGSTREAM_BENCH_AA"  # set for the server processes by --aa
 SCRAPE_TOKEN_ENV = "LOGSTREAM_BENCH_SCRAPE_TOKEN"  # an admin key: what a Prometheus server holds
 PROMETHEUS_CONFIG = REPO / "deploy" / "prometheus" / "prometheus.yml"
 URLS = 1000  # distinct urls, hence keys, spread over the partitions
@@ -137,6 +142,12 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 # ----- servers (run in child processes) -------------------------------------------------------
+def metrics_on_side(kind: str) -> bool:
+    """Whether this side of the metrics comparison serves metrics: only the likes server, and
+    not even that in an A/A run (`--aa`), which shows how far the comparison moves by itself."""
+    return kind == "ingest" and os.environ.get(AA_ENV) != "1"
+
+
 def serve(kind: str, port: int, bootstrap: str, topic: str) -> None:
     import uvicorn
 
@@ -149,7 +160,7 @@ def serve(kind: str, port: int, bootstrap: str, topic: str) -> None:
         # The comparison needs one server with metrics and one without, whatever
         # LOGSTREAM_METRICS says (it still applies to the generic type's server).
         if kind in ("ingest", "metrics_off"):
-            overrides["metrics"] = kind == "ingest"
+            overrides["metrics"] = metrics_on_side(kind)
         settings = load_settings(bootstrap_servers=bootstrap, **overrides)
         if kind == "generic":  # the repo's schemas and the bench's own folder, side by side
             overrides["schema_dir"] = f"{settings.resolved_schema_dir}{os.pathsep}{GENERIC_SCHEMAS}"
@@ -194,7 +205,7 @@ def server(kind: str, bootstrap: str, topic: str, workers: int = 1) -> Iterator[
             "LOGSTREAM_BOOTSTRAP_SERVERS": bootstrap,
             "LOGSTREAM_TOPIC_PREFIX": topic.removesuffix("likes"),
         }
-        env["LOGSTREAM_METRICS"] = "false" if kind == "metrics_off" else "true"
+        env["LOGSTREAM_METRICS"] = "true" if metrics_on_side(kind) else "false"
     proc = subprocess.Popen(argv, cwd=REPO, env=env)
     try:
         deadline = time.monotonic() + 30
@@ -595,6 +606,7 @@ def orchestrate(
             "scrape_interval_s": scrape_every_s,
             "metrics": os.environ.get("LOGSTREAM_METRICS", "true"),
             "auth": AUTH_TOKEN_ENV in os.environ,
+            "aa": os.environ.get(AA_ENV) == "1",
         },
     }
     with ExitStack() as stack:
@@ -802,6 +814,13 @@ def main() -> None:
         default=os.environ.get("LOGSTREAM_BENCH_AUTH") == "1",
         help="ingest requires an API key, every request sends one (LOGSTREAM_BENCH_AUTH=1)",
     )
+    parser.add_argument(
+        "--aa",
+        action="store_true",
+        help="A/A run: both sides of the metrics on/off comparison with metrics off, neither "
+        "scraped; its metrics_on_vs_off ratios show how far the comparison moves by itself "
+        "on this machine",
+    )
     parser.add_argument("--serve", choices=list(SERVERS), help=argparse.SUPPRESS)
     parser.add_argument("--load", choices=["single", "batch"], help=argparse.SUPPRESS)
     parser.add_argument("--target", action="append", default=[], help=argparse.SUPPRESS)
@@ -830,6 +849,9 @@ def main() -> None:
     else:
         if args.auth:
             enable_auth(Path(tempfile.mkdtemp(prefix="bench-auth-")))
+        if args.aa:
+            os.environ[AA_ENV] = "1"
+            args.scrape_interval = 0.0
         results = orchestrate(
             args.warmup,
             args.duration,
