@@ -773,6 +773,9 @@ def table(r: dict[str, Any]) -> str:
         "metrics_on_vs_off_cpu_batch": 0.95,
     }
     lines.append("")
+    if r["settings"].get("aa"):
+        lines.append("A/A run (--aa): the 'ingest' servers had metrics off too; the")
+        lines.append("metrics_on_vs_off_* ratios are what the comparison moves by itself")
     for name, value in r["ratios"].items():
         verdict = "meets" if value >= targets[name] else "MISSES"
         lines.append(f"{name}: {value:.0%} ({verdict} target {targets[name]:.0%})")
