@@ -142,10 +142,15 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 # ----- servers (run in child processes) -------------------------------------------------------
+def aa_run() -> bool:
+    """Whether this is an A/A run (`--aa`, passed to the child processes in the environment)."""
+    return os.environ.get(AA_ENV) == "1"
+
+
 def metrics_on_side(kind: str) -> bool:
     """Whether this side of the metrics comparison serves metrics: only the likes server, and
-    not even that in an A/A run (`--aa`), which shows how far the comparison moves by itself."""
-    return kind == "ingest" and os.environ.get(AA_ENV) != "1"
+    not even that in an A/A run, which shows how far the comparison moves by itself."""
+    return kind == "ingest" and not aa_run()
 
 
 def serve(kind: str, port: int, bootstrap: str, topic: str) -> None:
@@ -606,7 +611,7 @@ def orchestrate(
             "scrape_interval_s": scrape_every_s,
             "metrics": os.environ.get("LOGSTREAM_METRICS", "true"),
             "auth": AUTH_TOKEN_ENV in os.environ,
-            "aa": os.environ.get(AA_ENV) == "1",
+            "aa": aa_run(),
         },
     }
     with ExitStack() as stack:
