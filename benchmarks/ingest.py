@@ -5,9 +5,11 @@ no access log; metrics on in the likes server, as `LOGSTREAM_METRICS` says in th
 - single-event POST /v1/events/likes: requests/s, p50/p99 latency at concurrency 32 and 128;
 - the same against ingest servers with metrics off (`LOGSTREAM_METRICS=false`): what metrics
   cost, measured in the same turns (target: metrics on within 5 % of off, for single events
-  and batches). Each side is `--replicas` server processes (2), each measured `--duration`
-  seconds: identical processes differ by 1-3 % among themselves, as much as metrics may
-  cost, so one process a side would measure the processes as much as the metrics. Every
+  and batches). Each side is `--replicas` server processes (4), each measured `--duration`
+  seconds: identical processes differ by up to ±5 % among themselves, lastingly (measured on
+  a slower machine), more than metrics cost, so a side of one or two processes measures
+  which processes it drew as much as the metrics; the table prints each side's range of
+  per-process rates beside the ratio. Every
   metrics-on server is scraped (`GET /metrics`) every `--scrape-interval` seconds of its
   load, by default as often as the Prometheus we ship scrapes it
   (`deploy/prometheus/prometheus.yml`, 15 s), the first scrape in its first turn;
@@ -87,7 +89,9 @@ KEEP_ALIVE_SAFE_S = 3.0  # reconnect a target idle this long (servers close idle
 BATCH_ROUND_S = 4.0  # batches and the raw loop alternate in rounds of at least this long
 SERVERS = ("noop", "ingest", "generic", "metrics_off")
 # The metrics comparison runs each side as several processes (`--replicas`): identical server
-# processes differ by 1-3 % among themselves (measured), as much as metrics may cost.
+# processes differ by up to ±5 % among themselves for their whole life (measured: four
+# metrics-off servers, five 8-s phases, -4.6 / +0.8 / +0.6 / +3.2 % from their mean), more
+# than metrics cost; four a side halve that noise's variance against two.
 REPLICATED = ("ingest", "metrics_off")
 AUTH_KEYS_ENV = "LOGSTREAM_BENCH_AUTH_KEYS_FILE"  # set for the child processes by --auth
 AUTH_TOKEN_ENV = "LOGSTREAM_BENCH_AUTH_TOKEN"
@@ -689,8 +693,8 @@ def _server_vs_server(
 
 
 def _parts(measured: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    """What one load run measured of `kind`'s servers (its replicas)."""
-    return [summary for name, summary in measured.items() if kind_of(name) == kind]
+    """What one load run measured of `kind`'s servers (its replicas), each named."""
+    return [summary | {"name": name} for name, summary in measured.items() if kind_of(name) == kind]
 
 
 def _merge(parts: list[dict[str, Any]], events_per_request: int = 1) -> dict[str, Any]:
@@ -716,6 +720,7 @@ def _merge(parts: list[dict[str, Any]], events_per_request: int = 1) -> dict[str
         "p99_ms": middle["p99_ms"],
         "scrapes": sum(p["scrapes"] for p in parts),
         "part_rates": [p["ok"] / p["seconds"] for p in parts],
+        "process_rates": process_rates(parts),
         "slice_rates": [rate for p in parts for rate in p["slice_rates"]],  # part by part
         "cpu_s": cpu_s,
         # The server's own cost, less blurred by the cores it shares than its rate is:
@@ -723,6 +728,22 @@ def _merge(parts: list[dict[str, Any]], events_per_request: int = 1) -> dict[str
         "requests_per_cpu_s": ok / cpu_s if cpu_s else math.nan,  # nan: prints as a miss
         "cpu_us_per_request": cpu_s / ok * 1e6 if ok else math.nan,
     }
+
+
+def process_rates(parts: list[dict[str, Any]]) -> dict[str, float]:
+    """Each server process's rate (requests/s) over all of its parts (its batch rounds)."""
+    totals: dict[str, list[float]] = {}
+    for part in parts:
+        ok_and_seconds = totals.setdefault(part["name"], [0.0, 0.0])
+        ok_and_seconds[0] += part["ok"]
+        ok_and_seconds[1] += part["seconds"]
+    return {name: ok / seconds for name, (ok, seconds) in totals.items()}
+
+
+def process_range(summary: dict[str, Any], events_per_request: int = 1) -> str:
+    """The slowest and fastest process of a side, e.g. "1,375-1,533"."""
+    rates = [rate * events_per_request for rate in summary["process_rates"].values()]
+    return f"{min(rates):,.0f}-{max(rates):,.0f}"
 
 
 def table(r: dict[str, Any]) -> str:
@@ -784,6 +805,14 @@ def table(r: dict[str, Any]) -> str:
     for name, value in r["ratios"].items():
         verdict = "meets" if value >= targets[name] else "MISSES"
         lines.append(f"{name}: {value:.0%} ({verdict} target {targets[name]:.0%})")
+    lines.append("")
+    lines.append("metrics on / off, each side's slowest and fastest process (identical processes")
+    lines.append("differ too: ranges that overlap say the gap is within that spread):")
+    for setting, key in RATIO_SETTINGS.items():
+        per_request, unit = (BATCH_SIZE, "ev/s") if key.startswith("batch") else (1, "req/s")
+        on = process_range(r[f"ingest_{key}"], per_request)
+        off = process_range(r[f"metrics_off_{key}"], per_request)
+        lines.append(f"  {setting}: on {on}, off {off} {unit}")
     return "\n".join(lines)
 
 
@@ -805,7 +834,7 @@ def main() -> None:
     parser.add_argument(
         "--replicas",
         type=int,
-        default=2,
+        default=4,
         help="server processes per side of the metrics on/off comparison (each measured "
         "--duration seconds)",
     )
